@@ -1,0 +1,222 @@
+"""The ``arrowbulk`` command: a thin layer over :mod:`arrowbulk.runner`.
+
+Exit codes: 0 success; 1 the job failed; 2 a usage or config error. An expected error prints
+one message (never a traceback, unless ``--debug``); every message is scrubbed of secrets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from arrowbulk import __version__
+from arrowbulk.config import PipelineConfig, load_pipeline_file, pipeline_from_mapping
+from arrowbulk.errors import ArrowbulkError, ConfigError
+from arrowbulk.progress import Progress
+from arrowbulk.registry import Registry, load_registry
+from arrowbulk.runner import Job
+from arrowbulk.secret import scrub
+from arrowbulk.summary import JobSummary
+
+log = logging.getLogger("arrowbulk")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser(load_registry())
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ArrowbulkError as error:
+        if args.debug:
+            raise
+        print(f"error: {scrub(str(error))}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        print(
+            f"internal error (a bug in arrowbulk or a plugin): {scrub(repr(error))}\n"
+            "rerun with --debug for the traceback",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def build_parser(registry: Registry) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="arrowbulk", description="Embulk-style bulk export of Arrow data."
+    )
+    parser.add_argument("--version", action="version", version=f"arrowbulk {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log lines")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a pipeline")
+    run.add_argument("config", type=Path, help="the pipeline's YAML file")
+    _add_run_options(run)
+    run.set_defaults(handler=_run)
+
+    query = commands.add_parser(
+        "query",
+        help="run a SQL query on DuckDB and export its result, like td query --result",
+        description="Example: arrowbulk query --file users.parquet 'SELECT * FROM users' "
+        '--result \'{"type":"insider",...}\'',
+    )
+    query.add_argument("sql", help="the query; files given with --file are tables named after them")
+    query.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a file to query as a table named by its stem (users.parquet -> users); repeatable",
+    )
+    query.add_argument("--database", metavar="DB", help="a .duckdb file to query")
+    query.add_argument(
+        "--result",
+        required=True,
+        metavar="JSON",
+        help="the output's settings as JSON, e.g. the TD connector's",
+    )
+    _add_run_options(query)
+    query.set_defaults(handler=_query)
+
+    preview = commands.add_parser("preview", help="show the input's schema and first rows")
+    preview.add_argument("config", type=Path)
+    preview.add_argument("--rows", type=int, default=10)
+    preview.set_defaults(handler=_preview)
+
+    validate = commands.add_parser(
+        "validate", help="check config, schema and records; send nothing"
+    )
+    validate.add_argument("config", type=Path)
+    validate.set_defaults(handler=_validate)
+
+    plugins = commands.add_parser("plugins", help="list installed plugins as JSON")
+    plugins.set_defaults(handler=_plugins)
+
+    for command in registry.commands.values():
+        sub = commands.add_parser(command.name, help=command.help, description=command.help)
+        command.configure(sub)
+        sub.set_defaults(handler=command.run)
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--summary-json", type=Path, metavar="PATH", help="also write the summary as JSON"
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar or progress lines"
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    return _execute(load_pipeline_file(args.config), args)
+
+
+def _query(args: argparse.Namespace) -> int:
+    try:
+        result = json.loads(args.result)
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"--result is not valid JSON: {error.msg} at character {error.pos}"
+        ) from None
+    tables = {Path(path).name.split(".")[0]: str(Path(path).resolve()) for path in args.file}
+    source: dict[str, Any] = {"type": "sql", "query": args.sql}
+    if tables:
+        source["tables"] = tables
+    if args.database:
+        source["database"] = str(Path(args.database).resolve())
+    pipeline = pipeline_from_mapping({"in": source, "out": result}, Path.cwd())
+    return _execute(pipeline, args)
+
+
+def _execute(pipeline: PipelineConfig, args: argparse.Namespace) -> int:
+    registry = load_registry()
+    progress = Progress(stream=None if args.no_progress else sys.stderr)
+    job = Job(pipeline, registry, progress=progress)
+    summary = job.run()
+    print(scrub(summary.render()))
+    if args.summary_json:
+        _write_summary(summary, args.summary_json)
+    if summary.exception is not None:
+        raise summary.exception  # main() turns it into one message and an exit code
+    return 0
+
+
+def _write_summary(summary: JobSummary, path: Path) -> None:
+    text = json.dumps(summary.as_json(), indent=2, default=str)
+    path.write_text(scrub(text) + "\n", encoding="utf-8")
+
+
+def _preview(args: argparse.Namespace) -> int:
+    job = Job(load_pipeline_file(args.config), load_registry())
+    schema = job.input.schema()
+    print(f"schema ({job.input.task_count()} task(s)):")
+    for field in schema:
+        print(f"  {field.name}: {field.type}")
+    batches, remaining = [], args.rows
+    for index in range(job.input.task_count()):
+        for batch in job.input.read(index):
+            batches.append(batch.slice(0, remaining))
+            remaining -= min(remaining, batch.num_rows)
+            if remaining == 0:
+                break
+        if remaining == 0:
+            break
+    table = pa.Table.from_batches(batches, schema=schema)
+    print(f"first {table.num_rows} row(s):")
+    print(scrub(table.to_string(preview_cols=len(schema)).split("----\n", 1)[-1]))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    job = Job(load_pipeline_file(args.config), load_registry())
+    result = job.validate()
+    print(f"config: ok ({job.input_type} -> {job.output_type})")
+    print(f"schema: ok ({len(result.schema)} columns, {result.task_count} task(s))")
+    if result.record_check is not None:
+        figures = ", ".join(f"{k}={v}" for k, v in result.record_check.items())
+        print(f"records: {figures}")
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    print(json.dumps(load_registry().as_json(), indent=2))
+    return 0
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_ScrubSecrets())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class _ScrubSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub(record.getMessage())
+        record.args = None
+        return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Pipeline configs: YAML or JSON in, validated sections out.
+
+Rules that live here:
+
+- YAML is loaded with ``yaml.safe_load`` only.
+- ``${VAR}`` and ``${VAR:-default}`` are replaced in string values *after* parsing, so an
+  environment value can never change the shape of the config; ``$${`` writes a literal ``${``.
+- Every section is validated with its plugin's JSON Schema before any data moves, and an error
+  names the key path and what was expected; values of keys the schema marks ``writeOnly``
+  (secrets) are never echoed, and reach the plugin wrapped in :class:`Secret`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from arrowbulk.errors import ConfigError
+from arrowbulk.secret import Secret
+
+_VARIABLE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A pipeline as the user wrote it, with environment variables filled in."""
+
+    input: dict[str, Any]
+    output: dict[str, Any]
+    exec: dict[str, Any]
+    base_dir: Path
+
+
+def load_pipeline_file(path: Path, environ: Mapping[str, str] | None = None) -> PipelineConfig:
+    """Read a YAML (or JSON, which is YAML) pipeline file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    return pipeline_from_mapping(document, path.resolve().parent, environ)
+
+
+def pipeline_from_mapping(
+    document: Any, base_dir: Path, environ: Mapping[str, str] | None = None
+) -> PipelineConfig:
+    """Check the top level of a pipeline and interpolate its environment variables."""
+    if not isinstance(document, dict):
+        raise ConfigError("a pipeline config must be a mapping with 'in:' and 'out:' sections")
+    unknown = sorted(set(document) - {"in", "out", "exec"})
+    if unknown:
+        raise ConfigError(
+            f"unknown top-level key(s) {', '.join(map(repr, unknown))}: "
+            "a pipeline has only 'in:', 'out:' and 'exec:'"
+        )
+    env = os.environ if environ is None else environ
+    sections: dict[str, dict[str, Any]] = {}
+    for key in ("in", "out", "exec"):
+        value = document.get(key, {} if key == "exec" else None)
+        if not isinstance(value, dict):
+            example = "{max_threads: 2}" if key == "exec" else "{type: ...}"
+            raise ConfigError(f"{key}: must be a mapping, e.g. '{key}: {example}'")
+        sections[key] = interpolate(value, env, key)
+    for key in ("in", "out"):
+        if not isinstance(sections[key].get("type"), str):
+            raise ConfigError(
+                f"{key}.type: required; name the plugin, e.g. '{key}: {{type: file}}'"
+            )
+    return PipelineConfig(sections["in"], sections["out"], sections["exec"], base_dir)
+
+
+def interpolate(value: Any, environ: Mapping[str, str], path: str) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string below ``value``."""
+    if isinstance(value, str):
+        return _interpolate_string(value, environ, path)
+    if isinstance(value, dict):
+        return {k: interpolate(v, environ, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, environ, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _interpolate_string(text: str, environ: Mapping[str, str], path: str) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{path}: environment variable {name} is not set; "
+            f"export it or write ${{{name}:-default}}"
+        )
+
+    return _VARIABLE.sub(substitute, text)
+
+
+def validate_section(
+    section: str, config: Mapping[str, Any], schema: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Validate one section; return it with defaults filled in and secrets wrapped."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        secrets = set(_secret_keys(schema))
+        lines = [_describe(section, error, secrets) for error in errors]
+        raise ConfigError("\n".join(dict.fromkeys(lines)))
+    resolved = _with_defaults(dict(config), schema)
+    for key in _secret_keys(schema):
+        if isinstance(resolved.get(key), str):
+            resolved[key] = Secret(resolved[key])
+    return resolved
+
+
+def _secret_keys(schema: Mapping[str, Any]) -> Iterable[str]:
+    for key, spec in schema.get("properties", {}).items():
+        if isinstance(spec, Mapping) and spec.get("writeOnly"):
+            yield key
+
+
+def _with_defaults(config: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    for key, spec in schema.get("properties", {}).items():
+        if key not in config and isinstance(spec, Mapping) and "default" in spec:
+            config[key] = spec["default"]
+    return config
+
+
+def _describe(section: str, error: jsonschema.ValidationError, secrets: set[str]) -> str:
+    path = ".".join([section, *(str(p) for p in error.absolute_path)])
+    top_key = str(error.absolute_path[0]) if error.absolute_path else None
+    if top_key in secrets:
+        # The message of a jsonschema error quotes the value: never for a secret.
+        return f"{path}: invalid value (hidden, it is a secret): expected {_expected(error)}"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        return f"{path}: {error.message}; allowed keys: {', '.join(allowed)}"
+    if error.validator == "required":
+        return f"{path}: {error.message}"
+    hint = error.schema.get("description") if isinstance(error.schema, Mapping) else None
+    return f"{path}: {error.message}" + (f" ({hint})" if hint else "")
+
+
+def _expected(error: jsonschema.ValidationError) -> str:
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    kind = schema.get("type", "a valid value")
+    return f"{kind} ({error.validator} rule)"

@@ -1,0 +1,157 @@
+"""Finding plugins: the ``arrowbulk`` entry-point group, built-ins included.
+
+Built-in plugins are entry points of the arrowbulk distribution itself, so they are found,
+listed and overridden exactly like an installed package. A plugin module that fails to import
+becomes a warning naming it (and a line in ``arrowbulk plugins``), not a crash of the host.
+``ARROWBULK_PLUGINS=name,name`` restricts which entry points load, so tests and careful users
+do not pick up whatever happens to be installed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pluggy
+
+from arrowbulk import hookspecs
+from arrowbulk.errors import ConfigError
+from arrowbulk.spi import Command, InputPlugin, OutputPlugin, PluginBase
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "arrowbulk"
+ONLY_ENV = "ARROWBULK_PLUGINS"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One registered plugin type, as ``arrowbulk plugins`` lists it."""
+
+    kind: str
+    name: str
+    cls: type[PluginBase]
+    entry_point: str
+    distribution: str | None
+    version: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "class": f"{self.cls.__module__}.{self.cls.__qualname__}",
+            "entry_point": self.entry_point,
+            "distribution": self.distribution,
+            "version": self.version,
+        }
+
+
+@dataclass
+class Registry:
+    """Every input and output type the host can run, by ``type:`` name."""
+
+    inputs: dict[str, PluginInfo] = field(default_factory=dict)
+    outputs: dict[str, PluginInfo] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    commands: dict[str, Command] = field(default_factory=dict)
+
+    def input_class(self, name: str) -> type[InputPlugin]:
+        return cast(type[InputPlugin], self._find(self.inputs, name, "in").cls)
+
+    def output_class(self, name: str) -> type[OutputPlugin]:
+        return cast(type[OutputPlugin], self._find(self.outputs, name, "out").cls)
+
+    def _find(self, table: dict[str, PluginInfo], name: str, section: str) -> PluginInfo:
+        if name in table:
+            return table[name]
+        known = ", ".join(sorted(table)) or "none"
+        hint = ""
+        if name in self.failures:
+            hint = f"; the plugin '{name}' is installed but failed to load: {self.failures[name]}"
+        raise ConfigError(
+            f"{section}.type: no {section}put plugin named {name!r} (installed: {known}){hint}; "
+            "install the package that provides it, or check the spelling"
+        )
+
+    def as_json(self) -> list[dict[str, Any]]:
+        rows = [info.as_json() for info in [*self.inputs.values(), *self.outputs.values()]]
+        rows += [
+            {"kind": "failed", "name": name, "error": error}
+            for name, error in sorted(self.failures.items())
+        ]
+        return sorted(rows, key=lambda row: (row["kind"], row["name"]))
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+def load_registry(only: set[str] | None = None) -> Registry:
+    """Load the entry points (all, or those named in ``only`` / ``$ARROWBULK_PLUGINS``)."""
+    if only is None and os.environ.get(ONLY_ENV):
+        only = {name.strip() for name in os.environ[ONLY_ENV].split(",") if name.strip()}
+    manager = plugin_manager()
+    registry = Registry()
+    sources: dict[str, metadata.EntryPoint] = {}
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if only is not None and entry_point.name not in only:
+            continue
+        if manager.has_plugin(entry_point.name):
+            continue  # the same distribution seen twice on sys.path
+        try:
+            module = entry_point.load()
+        except Exception as error:  # any import failure of foreign code must not stop the host
+            registry.failures[entry_point.name] = f"{type(error).__name__}: {error}"
+            log.warning("plugin %r failed to load and is skipped: %s", entry_point.name, error)
+            continue
+        manager.register(module, name=entry_point.name)
+        sources[module.__name__] = entry_point
+
+    def register_into(table: dict[str, PluginInfo], kind: str, base: type) -> Any:
+        def register(cls: type[PluginBase]) -> None:
+            if not (isinstance(cls, type) and issubclass(cls, base)):
+                raise TypeError(f"register() takes a subclass of {base.__name__}, got {cls!r}")
+            name = cls.type_name
+            if name in table:
+                # Hooks run last-registered first and built-ins are trylast, so the first
+                # registration is the one a user installed on purpose.
+                log.info("%s plugin %r from %s is shadowed", kind, name, cls.__module__)
+                return
+            table[name] = _info(kind, cls, sources)
+
+        return register
+
+    manager.hook.register_input_plugins(
+        register=register_into(registry.inputs, "input", InputPlugin)
+    )
+    manager.hook.register_output_plugins(
+        register=register_into(registry.outputs, "output", OutputPlugin)
+    )
+
+    def register_command(command: Command) -> None:
+        registry.commands.setdefault(command.name, command)
+
+    manager.hook.register_commands(register=register_command)
+    return registry
+
+
+def _info(kind: str, cls: type[PluginBase], sources: dict[str, metadata.EntryPoint]) -> PluginInfo:
+    module = cls.__module__
+    entry_point = next(
+        (ep for name, ep in sources.items() if module == name or module.startswith(name + ".")),
+        None,
+    )
+    dist = entry_point.dist if entry_point is not None else None
+    return PluginInfo(
+        kind=kind,
+        name=cls.type_name,
+        cls=cls,
+        entry_point=entry_point.name if entry_point is not None else "",
+        distribution=dist.metadata["Name"] if dist is not None else None,
+        version=dist.version if dist is not None else None,
+    )

@@ -1,0 +1,209 @@
+"""Running a pipeline: input tasks feed output tasks through the Embulk lifecycle.
+
+The job: ``output.transaction(config, schema, task_count, control)``. ``control.run(task)``
+first runs the output's record check over the whole input when the input can be read twice,
+then runs every task, ``max_threads`` at a time, each in a :class:`TaskScope` (abort unless
+committed). When one task fails the others stop at their next batch, and every row read is
+still accounted for in the summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from arrowbulk.config import PipelineConfig, validate_section
+from arrowbulk.errors import ArrowbulkError, JobError
+from arrowbulk.lifecycle import TaskScope
+from arrowbulk.progress import Progress
+from arrowbulk.registry import Registry
+from arrowbulk.resources import load_schema
+from arrowbulk.spi import InputPlugin, OutputPlugin, RunContext, TaskReport
+from arrowbulk.summary import JobSummary
+
+log = logging.getLogger(__name__)
+
+
+class TaskCancelled(JobError):
+    """Another task failed; this one stopped at its next batch."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What ``arrowbulk validate`` found, with nothing sent."""
+
+    schema: pa.Schema
+    task_count: int
+    record_check: dict[str, Any] | None
+
+
+class Job:
+    """One pipeline, its plugins resolved and configs validated."""
+
+    def __init__(
+        self,
+        pipeline: PipelineConfig,
+        registry: Registry,
+        run_id: str | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.context = RunContext(run_id or uuid.uuid4().hex[:12], pipeline.base_dir)
+        self.input_type: str = pipeline.input["type"]
+        self.output_type: str = pipeline.output["type"]
+        input_cls = registry.input_class(self.input_type)
+        output_cls = registry.output_class(self.output_type)
+        self.input_config = validate_section("in", pipeline.input, input_cls.config_schema())
+        self.output_config = validate_section("out", pipeline.output, output_cls.config_schema())
+        exec_config = validate_section("exec", pipeline.exec, load_schema("core", "exec.json"))
+        self.max_threads: int = exec_config.get("max_threads") or os.cpu_count() or 1
+        self.input: InputPlugin = input_cls(self.input_config, self.context)
+        self.output: OutputPlugin = output_cls()
+        self.progress = progress or Progress()
+
+    def validate(self) -> Validation:
+        """Check the config, the input's schema and, if the output has one, every record."""
+        schema = self.input.schema()
+        task = self.output.check(self.output_config, schema, self.context)
+        check = self.output.record_check(task, schema)
+        figures = None
+        if check is not None:
+            for index in range(self.input.task_count()):
+                first_row = 0
+                for batch in self.input.read(index):
+                    check.add(batch, index, first_row)
+                    first_row += batch.num_rows
+            figures = check.finish()
+        return Validation(schema, self.input.task_count(), figures)
+
+    def run(self) -> JobSummary:
+        """Run the job; the summary says how it ended (an error is kept on ``.exception``)."""
+        summary = JobSummary(self.context.run_id, self.input_type, self.output_type)
+        started = time.monotonic()
+        control: _TaskControl | None = None
+        self.progress.start()
+        try:
+            schema = self.input.schema()
+            task_count = self.input.task_count()
+            summary.tasks = task_count
+            control = _TaskControl(self, schema, task_count)
+            summary.config_diff = self.output.transaction(
+                self.output_config, schema, task_count, control
+            )
+            self.output.cleanup(control.task, schema, task_count, control.committed_reports())
+            summary.status = "success"
+        except BaseException as error:
+            summary.status = "failed"
+            summary.error = str(error) if isinstance(error, ArrowbulkError) else repr(error)
+            summary.exception = error
+            if not isinstance(error, Exception):
+                raise
+        finally:
+            self.progress.stop()
+            summary.seconds = time.monotonic() - started
+            if control is not None:
+                control.fill(summary)
+        return summary
+
+
+class _TaskControl:
+    """The ``control`` an output's transaction calls to run the tasks."""
+
+    def __init__(self, job: Job, schema: pa.Schema, task_count: int) -> None:
+        self.job = job
+        self.context = job.context
+        self.schema = schema
+        self.task_count = task_count
+        self.task: Any = None
+        self.reports: list[TaskReport | None] = [None] * task_count
+        self.committed = [False] * task_count
+        self.rows_read = 0
+        self.check_figures: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+
+    def run(self, task: Any) -> list[TaskReport]:
+        self.task = task
+        self._record_check(task)
+        threads = max(1, min(self.job.max_threads, self.task_count))
+        with ThreadPoolExecutor(threads, thread_name_prefix="arrowbulk-task") as pool:
+            futures = [pool.submit(self._run_task, task, i) for i in range(self.task_count)]
+            first_error = _first_error(futures)
+        if first_error is not None:
+            raise first_error
+        return self.committed_reports()
+
+    def committed_reports(self) -> list[TaskReport]:
+        return [r for r, ok in zip(self.reports, self.committed, strict=True) if ok and r]
+
+    def fill(self, summary: JobSummary) -> None:
+        summary.rows_read = self.rows_read
+        summary.tasks_committed = sum(self.committed)
+        for report in self.reports:
+            if report is not None:
+                summary.add_report(report)
+        if self.check_figures:
+            summary.details["record_check"] = self.check_figures
+
+    def _record_check(self, task: Any) -> None:
+        check = self.job.output.record_check(task, self.schema)
+        if check is None:
+            return
+        if not self.job.input.replayable:
+            log.warning("the input cannot be read twice: records are checked while sending")
+            return
+        for index in range(self.task_count):
+            first_row = 0
+            for batch in self.job.input.read(index):
+                check.add(batch, index, first_row)
+                first_row += batch.num_rows
+        self.check_figures = check.finish()
+
+    def _run_task(self, task: Any, index: int) -> None:
+        rows = [0]  # rows handed to the output so far; read by the error path too
+        scope: TaskScope | None = None
+        try:
+            with TaskScope(self.job.output.open(task, self.schema, index)) as scope:
+                for batch in self._batches(index, rows):
+                    scope.page.add(batch)
+                scope.page.finish()
+                report = scope.commit()
+            report.settle(rows[0])
+            self.reports[index] = report
+            self.committed[index] = True
+        except BaseException:
+            self._cancel.set()
+            partial = scope.partial if scope is not None and scope.partial else TaskReport()
+            partial.settle(rows[0])
+            self.reports[index] = partial
+            raise
+
+    def _batches(self, index: int, rows: list[int]) -> Iterator[pa.RecordBatch]:
+        for batch in self.job.input.read(index):
+            if self._cancel.is_set():
+                raise TaskCancelled(f"task {index} stopped because another task failed")
+            rows[0] += batch.num_rows
+            with self._lock:
+                self.rows_read += batch.num_rows
+            self.job.progress.add(batch.num_rows)
+            yield batch
+
+
+def _first_error(futures: list[Future[None]]) -> BaseException | None:
+    """Wait for every task and return the error that stopped the job, if any."""
+    first: BaseException | None = None
+    for future in futures:
+        error = future.exception()
+        if error is None:
+            continue
+        if first is None or isinstance(first, TaskCancelled):
+            first = error
+    return first

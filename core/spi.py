@@ -1,0 +1,197 @@
+"""The objects plugins implement: Embulk's service-provider interface, on Arrow record batches.
+
+Vocabulary (one word per idea, as in Embulk):
+
+- *config*: the validated mapping a user wrote under ``in:`` or ``out:``;
+- *task*: what a plugin resolves its config into (any object it likes), handed back to it
+  for every task;
+- *task report*: what one task did (:class:`TaskReport`);
+- *config diff*: what the next incremental run should change (a JSON-safe mapping).
+
+Job level, an output runs ``transaction(config, schema, task_count, control)``: it resolves
+its task, calls ``control.run(task)`` (which runs every task and returns their reports) and
+returns a config diff. Task level, the host calls ``open(task, schema, task_index)`` and feeds
+the returned :class:`PageOutput` with ``add(batch)``, then ``finish()`` and ``commit()``.
+The host owns the task's lifetime: on any error it calls ``abort()``, and ``close()`` always.
+"""
+
+from __future__ import annotations
+
+import argparse
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import pyarrow as pa
+
+ConfigDiff = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Facts about the run that every plugin may need."""
+
+    run_id: str
+    # Relative paths in a config are taken relative to the config file, not the working
+    # directory, so `arrowbulk run some/dir/job.yml` works from anywhere.
+    base_dir: Path
+
+    def resolve(self, path: str) -> Path:
+        """A config path, made absolute against the config file's folder."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+
+@dataclass
+class TaskReport:
+    """What one output task did with the rows it was given.
+
+    The counts always add up: ``rows == accepted + sum(rejected.values()) + unsent``.
+    """
+
+    rows: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    unsent: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def reject(self, reason: str, count: int = 1) -> None:
+        """Count ``count`` records rejected for ``reason`` (a short, stable rule name)."""
+        self.rejected[reason] = self.rejected.get(reason, 0) + count
+
+    def settle(self, rows: int) -> None:
+        """Set the rows the task was given and count whatever is unaccounted for as unsent."""
+        self.rows = rows
+        self.unsent = max(0, rows - self.accepted - self.rejected_total)
+
+
+class Control(Protocol):
+    """What an output's ``transaction`` receives to run the tasks."""
+
+    context: RunContext
+
+    def run(self, task: Any) -> list[TaskReport]:
+        """Run every task with ``task`` and return their reports, in task order."""
+        ...
+
+
+class PluginBase(ABC):
+    """What inputs and outputs share: a type name and a config schema."""
+
+    #: The name a config uses as ``type:``.
+    type_name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def config_schema(cls) -> Mapping[str, Any]:
+        """The JSON Schema of this plugin's config section; the host validates with it."""
+
+
+class InputPlugin(PluginBase):
+    """Reads a source as Arrow record batches, split into independent tasks."""
+
+    #: True when reading the same config twice yields the same rows in the same order
+    #: (files, SQL on files); outputs may then validate everything before sending.
+    replayable: ClassVar[bool] = True
+
+    def __init__(self, config: Mapping[str, Any], context: RunContext) -> None:
+        self.config = config
+        self.context = context
+
+    @abstractmethod
+    def schema(self) -> pa.Schema:
+        """The schema every task's batches have."""
+
+    @abstractmethod
+    def task_count(self) -> int:
+        """How many tasks the input splits into (files, row groups, ...)."""
+
+    @abstractmethod
+    def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
+        """Stream task ``task_index``'s rows; batches must not hold the whole source."""
+
+    def describe_task(self, task_index: int) -> str:
+        """A short name for a task, used in messages ("users.parquet row group 3")."""
+        return f"task {task_index}"
+
+
+class PageOutput(ABC):
+    """One task's writer: receives batches, then is committed or aborted."""
+
+    @abstractmethod
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Take the next batch of the task's rows."""
+
+    def finish(self) -> None:  # noqa: B027 - a no-op is the right default
+        """All rows were added: flush what is buffered."""
+
+    @abstractmethod
+    def commit(self) -> TaskReport:
+        """Make the task's output final and report what it did."""
+
+    def abort(self) -> TaskReport | None:
+        """Undo what can be undone after an error; report what had been delivered, if known."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - a no-op is the right default
+        """Release resources; always called, after commit or abort."""
+
+
+class RecordCheck(ABC):
+    """An output's check of every record, run over a replayable input before anything is sent."""
+
+    @abstractmethod
+    def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
+        """Check a batch whose first row is row ``first_row`` of task ``task_index``."""
+
+    def finish(self) -> dict[str, Any]:
+        """All batches were checked; return figures for the summary."""
+        return {}
+
+
+class OutputPlugin(PluginBase):
+    """Writes record batches to a destination, as a job of tasks."""
+
+    def check(self, config: Mapping[str, Any], schema: pa.Schema, context: RunContext) -> Any:
+        """Resolve ``config`` into a task and check that ``schema`` suits it; send nothing.
+
+        Raises :class:`arrowbulk.errors.SchemaError` or ``ConfigError``. Returns the task.
+        """
+        return dict(config)
+
+    def record_check(self, task: Any, schema: pa.Schema) -> RecordCheck | None:
+        """A check of every record to run before the first send, or None for none."""
+        return None
+
+    def transaction(
+        self, config: Mapping[str, Any], schema: pa.Schema, task_count: int, control: Control
+    ) -> ConfigDiff:
+        """Run the job: resolve the task, ``control.run(task)``, return a config diff."""
+        task = self.check(config, schema, control.context)
+        control.run(task)
+        return {}
+
+    @abstractmethod
+    def open(self, task: Any, schema: pa.Schema, task_index: int) -> PageOutput:
+        """Start task ``task_index`` and return the writer its batches go to."""
+
+    def cleanup(
+        self, task: Any, schema: pa.Schema, task_count: int, reports: list[TaskReport]
+    ) -> None:
+        """After every task committed: remove what the job no longer needs."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """A CLI subcommand a plugin adds (``arrowbulk <name> ...``)."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
