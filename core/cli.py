@@ -181,8 +181,22 @@ def _preview(args: argparse.Namespace) -> int:
             break
     table = pa.Table.from_batches(batches, schema=schema)
     print(f"first {table.num_rows} row(s):")
-    print(scrub(table.to_string(preview_cols=len(schema)).split("----\n", 1)[-1]))
+    print(scrub(_render_rows(table)))
     return 0
+
+
+def _render_rows(table: pa.Table, width: int = 24) -> str:
+    """A plain aligned table; cells longer than ``width`` are cut with an ellipsis."""
+
+    def cell(value: Any) -> str:
+        text = "null" if value is None else str(value)
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    grid = [table.column_names] + [[cell(v) for v in row.values()] for row in table.to_pylist()]
+    widths = [max(len(row[i]) for row in grid) for i in range(len(table.column_names))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in grid
+    )
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -72,6 +72,9 @@ def pipeline_from_mapping(
             raise ConfigError(f"{key}: must be a mapping, e.g. '{key}: {example}'")
         sections[key] = interpolate(value, env, key)
     for key in ("in", "out"):
+        if key in sections and "type" in sections[key] and sections[key]["type"] is None:
+            # YAML reads `type: null` as a null value; the user meant the `null` plugin.
+            sections[key]["type"] = "null"
         if not isinstance(sections[key].get("type"), str):
             raise ConfigError(
                 f"{key}.type: required; name the plugin, e.g. '{key}: {{type: file}}'"

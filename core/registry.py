@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -91,13 +92,19 @@ def plugin_manager() -> pluggy.PluginManager:
     return manager
 
 
-def load_registry(only: set[str] | None = None) -> Registry:
-    """Load the entry points (all, or those named in ``only`` / ``$ARROWBULK_PLUGINS``)."""
+def load_registry(only: set[str] | None = None, extra: Sequence[object] = ()) -> Registry:
+    """Load the entry points (all, or those named in ``only`` / ``$ARROWBULK_PLUGINS``).
+
+    ``extra`` plugin objects (modules or instances with hook implementations) are registered
+    too, before the entry points, for programs that embed arrowbulk and for tests.
+    """
     if only is None and os.environ.get(ONLY_ENV):
         only = {name.strip() for name in os.environ[ONLY_ENV].split(",") if name.strip()}
     manager = plugin_manager()
     registry = Registry()
     sources: dict[str, metadata.EntryPoint] = {}
+    for plugin in extra:
+        manager.register(plugin)
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if only is not None and entry_point.name not in only:
             continue

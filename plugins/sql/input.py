@@ -74,7 +74,7 @@ class SqlInput(InputPlugin):
                 connection.execute("SET memory_limit = ?", [self.config["memory_limit"]])
             for name, path_text in self.config.get("tables", {}).items():
                 source = str(self.context.resolve(path_text)).replace("'", "''")
-                connection.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM '{source}'")
+                connection.execute(f"CREATE TEMP VIEW \"{name}\" AS SELECT * FROM '{source}'")
         except duckdb.Error as error:
             raise ConfigError(f"in: DuckDB refused the setup: {_first_line(error)}") from None
         return connection

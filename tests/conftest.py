@@ -1,0 +1,79 @@
+"""Shared fixtures: pipelines written to disk, the CLI run in-process, sample tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from arrowbulk.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _only_builtin_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests must not pick up whatever else happens to be installed.
+    monkeypatch.setenv("ARROWBULK_PLUGINS", "file,sql,null,insider")
+
+
+def sample_table(rows: int = 10) -> pa.Table:
+    return pa.table(
+        {
+            "id": pa.array(range(rows), pa.int64()),
+            "name": pa.array([f"név-{i}" if i % 4 else None for i in range(rows)], pa.string()),
+            "score": pa.array([i / 3 for i in range(rows)], pa.float64()),
+            "active": pa.array([i % 2 == 0 for i in range(rows)], pa.bool_()),
+            "tags": pa.array(
+                [[f"t{i}", "x"] if i % 3 else [] for i in range(rows)], pa.list_(pa.string())
+            ),
+            "at": pa.array(
+                [dt.datetime(2026, 1, 1) + dt.timedelta(hours=i) for i in range(rows)],
+                pa.timestamp("us"),
+            ),
+        }
+    )
+
+
+@pytest.fixture
+def parquet_file(tmp_path: Path) -> Path:
+    path = tmp_path / "data.parquet"
+    pq.write_table(sample_table(10), path, row_group_size=4)
+    return path
+
+
+@pytest.fixture
+def write_pipeline(tmp_path: Path) -> Callable[..., Path]:
+    def write(
+        in_: dict[str, Any],
+        out: dict[str, Any],
+        exec_: dict[str, Any] | None = None,
+        name: str = "job.yml",
+    ) -> Path:
+        document: dict[str, Any] = {"in": in_, "out": out}
+        if exec_ is not None:
+            document["exec"] = exec_
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+        return path
+
+    return write
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    def run(*args: str) -> CliResult:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

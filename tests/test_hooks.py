@@ -1,0 +1,138 @@
+"""The plugin contract: each hook has a test named after it, and is documented."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from arrowbulk import (
+    Command,
+    InputPlugin,
+    OutputPlugin,
+    PageOutput,
+    TaskReport,
+    hookimpl,
+    hookspecs,
+)
+from arrowbulk.cli import build_parser
+from arrowbulk.registry import load_registry
+
+
+class EchoInput(InputPlugin):
+    type_name = "echo"
+
+    @classmethod
+    def config_schema(cls) -> Mapping[str, Any]:
+        return {"type": "object", "properties": {"type": {"const": "echo"}}}
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([("n", pa.int64())])
+
+    def task_count(self) -> int:
+        return 1
+
+    def read(self, task_index: int):
+        yield pa.record_batch({"n": [1, 2, 3]})
+
+
+class SinkOutput(OutputPlugin):
+    type_name = "sink"
+
+    @classmethod
+    def config_schema(cls) -> Mapping[str, Any]:
+        return {"type": "object"}
+
+    def open(self, task: Any, schema: pa.Schema, task_index: int) -> PageOutput:
+        class Page(PageOutput):
+            def add(self, batch: pa.RecordBatch) -> None:
+                pass
+
+            def commit(self) -> TaskReport:
+                return TaskReport()
+
+        return Page()
+
+
+class TestPlugin:
+    @hookimpl
+    def register_input_plugins(self, register: Callable[[type[InputPlugin]], None]) -> None:
+        register(EchoInput)
+
+    @hookimpl
+    def register_output_plugins(self, register: Callable[[type[OutputPlugin]], None]) -> None:
+        register(SinkOutput)
+
+    @hookimpl
+    def register_commands(self, register: Callable[[Command], None]) -> None:
+        register(
+            Command("hello", "say hello", lambda parser: parser.add_argument("who"), lambda args: 0)
+        )
+
+
+def test_register_input_plugins() -> None:
+    registry = load_registry(extra=[TestPlugin()])
+    assert registry.input_class("echo") is EchoInput
+    assert registry.input_class("file").__name__ == "FileInput"  # built-ins still there
+
+
+def test_register_output_plugins() -> None:
+    registry = load_registry(extra=[TestPlugin()])
+    assert registry.output_class("sink") is SinkOutput
+    assert {"file", "null", "sink"} <= set(registry.outputs)
+
+
+def test_register_commands() -> None:
+    registry = load_registry(extra=[TestPlugin()])
+    assert "hello" in registry.commands
+    args = build_parser(registry).parse_args(["hello", "world"])
+    assert args.who == "world"
+    assert args.handler(args) == 0
+
+
+def test_an_installed_plugin_overrides_a_builtin_of_the_same_name() -> None:
+    class MyFile(SinkOutput):
+        type_name = "file"
+
+    class Overrider:
+        @hookimpl
+        def register_output_plugins(self, register: Callable[[type[OutputPlugin]], None]) -> None:
+            register(MyFile)
+
+    assert load_registry(extra=[Overrider()]).output_class("file") is MyFile
+
+
+def test_a_plugin_that_fails_to_import_is_a_warning_not_a_crash(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    dist = tmp_path / "broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[arrowbulk]\nbroken = broken_plugin_module\n")
+    (tmp_path / "broken_plugin_module.py").write_text("raise ImportError('needs libfoo')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("ARROWBULK_PLUGINS", "file,broken")
+    registry = load_registry()
+    assert "file" in registry.inputs
+    assert "needs libfoo" in registry.failures["broken"]
+    assert any("broken" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert {
+        "kind": "failed",
+        "name": "broken",
+        "error": "ImportError: needs libfoo",
+    } in registry.as_json()
+    sys.modules.pop("broken_plugin_module", None)
+
+
+def test_every_hookspec_is_documented_and_tested() -> None:
+    tests = {name for name in globals() if name.startswith("test_")}
+    for name, function in inspect.getmembers(hookspecs, inspect.isfunction):
+        if not name.startswith("register_"):
+            continue
+        assert inspect.getdoc(function), f"hook {name} has no docstring"
+        assert "Fires" in inspect.getdoc(function), f"hook {name} does not say when it fires"
+        assert f"test_{name}" in tests, f"hook {name} has no test named test_{name}"
