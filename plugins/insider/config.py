@@ -1,0 +1,169 @@
+"""The insider output's task: its config resolved into typed, checked settings.
+
+Keys and defaults follow Treasure Data's Insider connector (see the seed page); the further
+keys (endpoint, timeouts, retries, batch limits, rate limits, reject file, retention) have
+safe defaults and are bounded by ``schemas/insider/output.json``.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from arrowbulk import RunContext, Secret
+from arrowbulk.errors import ConfigError
+
+API_KEY_ENV = "INSIDER_API_KEY"
+
+
+class Operation(enum.Enum):
+    """What one run does, from export_mode and the attribute / audience operation."""
+
+    UPSERT = "USER_ATTRIBUTES/UPSERT"
+    REPLACE_ATTRIBUTES = "USER_ATTRIBUTES/REPLACE_ATTRIBUTES"
+    DELETE_ATTRIBUTES = "USER_ATTRIBUTES/DELETE_ATTRIBUTES"
+    DELETE_IDENTIFIERS = "USER_ATTRIBUTES/DELETE_IDENTIFIERS"
+    DELETE_PII = "USER_ATTRIBUTES/DELETE_PII"
+    EVENTS = "USER_EVENTS"
+    AUDIENCE_APPEND = "USER_AUDIENCES/APPEND"
+    AUDIENCE_REPLACE = "USER_AUDIENCES/REPLACE"
+    AUDIENCE_REMOVE = "USER_AUDIENCES/REMOVE"
+
+    @property
+    def family(self) -> str:
+        """The rate-limit family of the endpoint this operation calls."""
+        if self is Operation.DELETE_IDENTIFIERS:
+            return "identity_delete"
+        if self is Operation.DELETE_PII:
+            return "anonymize"
+        return "upsert"
+
+    @property
+    def path(self) -> str:
+        return {
+            Operation.DELETE_ATTRIBUTES: "/api/user/v1/attribute/delete",
+            Operation.AUDIENCE_REMOVE: "/api/user/v1/attribute/delete",
+            Operation.DELETE_IDENTIFIERS: "/api/user/v1/identity",
+            Operation.DELETE_PII: "/api/user/v1/anonymize",
+        }.get(self, "/api/user/v1/upsert")
+
+    @property
+    def method(self) -> str:
+        return "DELETE" if self is Operation.DELETE_IDENTIFIERS else "POST"
+
+    @property
+    def one_user_per_request(self) -> bool:
+        return self in {Operation.DELETE_IDENTIFIERS, Operation.DELETE_PII}
+
+    @property
+    def not_append(self) -> bool:
+        return self in {Operation.REPLACE_ATTRIBUTES, Operation.AUDIENCE_REPLACE}
+
+    @property
+    def is_audience(self) -> bool:
+        return self.name.startswith("AUDIENCE_")
+
+
+def operation_of(config: Mapping[str, Any]) -> Operation:
+    mode = config["export_mode"]
+    if mode == "USER_EVENTS":
+        return Operation.EVENTS
+    if mode == "USER_AUDIENCES":
+        return Operation[f"AUDIENCE_{config['audience_operation']}"]
+    operation = config["attribute_operation"]
+    if operation == "DELET_ATTRIBUTES":  # the TD page's own spelling
+        operation = "DELETE_ATTRIBUTES"
+    return Operation[operation]
+
+
+@dataclass(frozen=True)
+class InsiderTask:
+    """Everything a task of the insider output needs, resolved once per job."""
+
+    operation: Operation
+    api_key: Secret = field(repr=False)
+    partner_name: str
+    endpoint: str
+    custom_identifiers: tuple[str, ...]
+    skip_hook: bool
+    skip_invalid_records: bool
+    error_callback_endpoint: str | None
+    connect_timeout: float
+    read_timeout: float
+    max_retries: int
+    retry_budget: int
+    backoff_base: float
+    backoff_max: float
+    max_records: int
+    max_bytes: int
+    max_wait: float
+    max_in_flight: int
+    rate_per_minute: int
+    reject_file: Path
+    retention_days: Mapping[str, int]
+    run_id: str
+
+
+def resolve(config: Mapping[str, Any], context: RunContext, environ: Mapping[str, str] | None = None) -> InsiderTask:
+    """Turn a validated ``out:`` section into an :class:`InsiderTask`."""
+    env = os.environ if environ is None else environ
+    api_key = config.get("api_key")
+    if api_key is None and env.get(API_KEY_ENV):
+        api_key = Secret(env[API_KEY_ENV])
+    if not isinstance(api_key, Secret):
+        raise ConfigError(f"out.api_key: required; set it, or export {API_KEY_ENV}")
+    endpoint = config["endpoint"].rstrip("/")
+    _check_transport(endpoint, config["allow_insecure_http"])
+    fields = config["custom_identifier_fields"]
+    custom = fields if isinstance(fields, list) else [f for f in fields.split(",") if f]
+    operation = operation_of(config)
+    limits = {"upsert": 25000, "identity_delete": 1000, "anonymize": 500, **config.get("rate_limits", {})}
+    reject = config.get("reject_file") or f"insider-rejects-{context.run_id}.jsonl"
+    if config["backoff_base_seconds"] > config["backoff_max_seconds"]:
+        raise ConfigError("out.backoff_base_seconds: must not exceed out.backoff_max_seconds")
+    return InsiderTask(
+        operation=operation,
+        api_key=api_key,
+        partner_name=config["partner_name"].lower(),
+        endpoint=endpoint,
+        custom_identifiers=tuple(dict.fromkeys(custom)),
+        skip_hook=not config["trigger_data_stream"],
+        skip_invalid_records=config["skip_invalid_records"],
+        error_callback_endpoint=config.get("error_callback_endpoint"),
+        connect_timeout=float(config["connect_timeout"]),
+        read_timeout=float(config["read_timeout"]),
+        max_retries=config["max_retries"],
+        retry_budget=config["retry_budget"],
+        backoff_base=float(config["backoff_base_seconds"]),
+        backoff_max=float(config["backoff_max_seconds"]),
+        max_records=1 if operation.one_user_per_request else config["max_records_per_request"],
+        max_bytes=config["max_request_bytes"],
+        max_wait=float(config["max_batch_wait_seconds"]),
+        max_in_flight=config["max_requests_in_flight"],
+        rate_per_minute=limits[operation.family],
+        reject_file=context.resolve(reject),
+        retention_days=dict(config.get("event_retention_days", {})),
+        run_id=context.run_id,
+    )
+
+
+def _check_transport(endpoint: str, allow_insecure: bool) -> None:
+    parts = urlsplit(endpoint)
+    if parts.scheme == "https" or allow_insecure:
+        return
+    host = parts.hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ConfigError(
+            f"out.endpoint: plain http:// to {host} would send the API key unencrypted; "
+            "use https://, or set allow_insecure_http: true if you really mean it"
+        )
