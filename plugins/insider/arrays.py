@@ -1,0 +1,158 @@
+"""Arrays written as text, the way Treasure Data's connector takes them: ['a', 'b'] or [1, 2].
+
+The common, simple forms are recognised and split with Arrow compute over the whole column;
+anything else that starts with ``[`` goes through a small exact parser, one value at a time.
+A value that is not a well-formed array of strings or of numbers (``['a', 1]``, ``[true]``,
+``['a'``) gets an error message instead of a value: a record error, never a wrong value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_SIMPLE_STRINGS = r"^\[\s*('[^'\\]*'(\s*,\s*'[^'\\]*')*)?\s*\]$"
+_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_SIMPLE_NUMBERS = rf"^\[\s*({_NUMBER}(\s*,\s*{_NUMBER})*)?\s*\]$"
+_EMPTY = r"^\[\s*\]$"
+_NUMBER_TOKEN = re.compile(_NUMBER)
+
+STRING_LIST = pa.list_(pa.string())
+NUMBER_LIST = pa.list_(pa.float64())
+
+
+@dataclass(frozen=True)
+class ParsedArrays:
+    """Per row: a list of strings, a list of numbers, or an error (each null elsewhere)."""
+
+    is_array: pa.BooleanArray  # the value starts with '[' (null where the value is null)
+    strings: pa.ListArray  # list<string>
+    numbers: pa.ListArray  # list<double>
+    errors: pa.StringArray
+
+
+def parse_array_texts(texts: pa.Array) -> ParsedArrays:
+    texts = texts.cast(pa.string())
+    trimmed = pc.utf8_trim_whitespace(texts)
+    is_array = pc.starts_with(trimmed, "[")
+    simple_strings = pc.and_(is_array, pc.match_substring_regex(trimmed, _SIMPLE_STRINGS))
+    simple_numbers = pc.and_(
+        is_array,
+        pc.and_(pc.match_substring_regex(trimmed, _SIMPLE_NUMBERS), pc.invert(pc.match_substring_regex(trimmed, _EMPTY))),
+    )
+    inner = pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(trimmed, 1, -1))
+    empty = pc.equal(inner, "")
+    quoted = pc.utf8_slice_codeunits(inner, 1, -1)
+    split_strings = pc.split_pattern_regex(quoted, r"'\s*,\s*'")
+    split_strings = pc.if_else(empty, pa.scalar([], STRING_LIST), split_strings)
+    strings = pc.if_else(simple_strings, split_strings, pa.scalar(None, STRING_LIST))
+    number_text = pc.if_else(pc.fill_null(simple_numbers, False), inner, "0")  # cast only numbers
+    split_numbers = pc.split_pattern_regex(number_text, r"\s*,\s*").cast(NUMBER_LIST)
+    numbers = pc.if_else(simple_numbers, split_numbers, pa.scalar(None, NUMBER_LIST))
+    errors = pa.nulls(len(texts), pa.string())
+
+    # The rare forms: escapes, double quotes, commas inside quotes, and every malformed value.
+    leftovers = pc.and_(is_array, pc.invert(pc.or_(simple_strings, simple_numbers)))
+    leftover_rows = pc.indices_nonzero(pc.fill_null(leftovers, False)).to_pylist()
+    if leftover_rows:
+        strings, numbers, errors = _parse_slowly(texts, leftover_rows, strings, numbers, errors)
+    return ParsedArrays(is_array, strings, numbers, errors)
+
+
+def _parse_slowly(
+    texts: pa.Array, rows: list[int], strings: pa.Array, numbers: pa.Array, errors: pa.Array
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    size = len(texts)
+    slow_strings: list[list[str] | None] = [None] * size
+    slow_numbers: list[list[float] | None] = [None] * size
+    slow_errors: list[str | None] = [None] * size
+    for row in rows:
+        text = texts[row].as_py()
+        try:
+            kind, values = parse_array_text(text)
+        except ValueError as error:
+            slow_errors[row] = str(error)
+            continue
+        if kind == "number":
+            slow_numbers[row] = [float(v) for v in values]
+        else:
+            slow_strings[row] = [str(v) for v in values]
+    return (
+        pc.coalesce(strings, pa.array(slow_strings, STRING_LIST)),
+        pc.coalesce(numbers, pa.array(slow_numbers, NUMBER_LIST)),
+        pc.coalesce(errors, pa.array(slow_errors, pa.string())),
+    )
+
+
+def parse_array_text(text: str) -> tuple[str, list[str | float]]:
+    """Parse one array written as text; return ("string" | "number", values) or raise ValueError."""
+    source = text.strip()
+    if not source.endswith("]"):
+        raise ValueError(f"misformatted array {_show(text)}: it does not end with ']'")
+    position, values, kinds = 1, [], set()
+    length = len(source) - 1
+    while True:
+        position = _skip_spaces(source, position)
+        if position == length:
+            if values:
+                raise ValueError(f"misformatted array {_show(text)}: a comma before ']'")
+            break
+        char = source[position]
+        if char in "'\"":
+            value, position = _read_quoted(source, position, text)
+            kinds.add("string")
+            values.append(value)
+        else:
+            match = _NUMBER_TOKEN.match(source, position)
+            if match is None or match.end() == position:
+                word = re.match(r"[^,\]\s]*", source[position:])
+                found = word.group(0) if word else source[position]
+                raise ValueError(
+                    f"misformatted array {_show(text)}: {found!r} is neither a quoted string nor a "
+                    "number (booleans, objects and nested arrays are not allowed)"
+                )
+            kinds.add("number")
+            values.append(float(match.group(0)))
+            position = match.end()
+        position = _skip_spaces(source, position)
+        if position == length:
+            break
+        if source[position] != ",":
+            raise ValueError(f"misformatted array {_show(text)}: expected ',' at character {position + 1}")
+        position += 1
+    if len(kinds) > 1:
+        raise ValueError(f"mixed array {_show(text)}: Insider takes arrays of strings or of numbers, not both")
+    return (kinds.pop() if kinds else "string"), values
+
+
+def _read_quoted(source: str, start: int, text: str) -> tuple[str, int]:
+    quote, position, out = source[start], start + 1, []
+    while position < len(source) - 1:
+        char = source[position]
+        if char == "\\" and position + 1 < len(source) - 1:
+            out.append(_unescape(source[position + 1]))
+            position += 2
+            continue
+        if char == quote:
+            return "".join(out), position + 1
+        out.append(char)
+        position += 1
+    raise ValueError(f"misformatted array {_show(text)}: a string is not closed")
+
+
+def _unescape(char: str) -> str:
+    return {"n": "\n", "t": "\t", "r": "\r"}.get(char, char)
+
+
+def _skip_spaces(source: str, position: int) -> int:
+    while position < len(source) and source[position].isspace():
+        position += 1
+    return position
+
+
+def _show(text: str) -> str:
+    return json.dumps(text if len(text) <= 60 else text[:57] + "...", ensure_ascii=False)

@@ -1,0 +1,210 @@
+"""Record-level validation of one batch: which rows break Insider's data spec, and why.
+
+Column rules come from the JSON Schemas (compiled by :mod:`checks`, jsonschema for the rest);
+the row rules that JSON Schema cannot say about one column live here, each named:
+``identifier`` (a user needs one), ``empty`` (nothing to send), ``required`` and the
+purchase / cart parameters (from the event schema's ``required`` and ``if``/``then``),
+``audience_length`` (ids and names pair up) and ``retention`` (Insider would silently drop
+an event older than its retention).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from arrowbulk.plugins.insider.checks import Rule, Uncompiled, compile_schema
+from arrowbulk.plugins.insider.columns import ColumnPlan, Plan
+from arrowbulk.plugins.insider.config import InsiderTask, Operation
+from arrowbulk.plugins.insider.prepare import Prepared
+from arrowbulk.plugins.insider.spec import Spec
+
+_SECONDS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+@dataclass(frozen=True)
+class Issue:
+    """Why one row cannot be sent."""
+
+    row: int  # index within the batch
+    column: str | None
+    rule: str
+    message: str
+
+    @property
+    def reason(self) -> str:
+        """A short stable key for counting rejections by reason."""
+        return f"{self.column}: {self.rule}" if self.column else self.rule
+
+
+@dataclass
+class Verdict:
+    valid: pa.BooleanArray
+    issues: list[Issue] = field(default_factory=list)
+
+    @property
+    def invalid_count(self) -> int:
+        return len(self.issues)
+
+
+@dataclass(frozen=True)
+class _ColumnValidator:
+    column: ColumnPlan
+    rules: Sequence[Rule] | None  # None: not compiled, jsonschema checks each value
+    validator: jsonschema.Draft202012Validator
+
+
+class RecordValidator:
+    """Validates prepared batches for one plan; built once per task."""
+
+    def __init__(self, plan: Plan, task: InsiderTask, spec: Spec, now: dt.datetime | None = None) -> None:
+        self.plan, self.task, self.spec = plan, task, spec
+        self.now = now
+        self.columns = [_compile(column) for column in plan.columns]
+        self.required_params = spec.required_event_params() if plan.operation is Operation.EVENTS else {}
+
+    @property
+    def uncompiled(self) -> list[str]:
+        return [c.column.name for c in self.columns if c.rules is None]
+
+    def validate(self, prepared: Mapping[str, Prepared], rows: int) -> Verdict:
+        failed = pa.array([False] * rows, pa.bool_())
+        issues: list[Issue] = []
+
+        def flag(mask: pa.Array, column: str | None, rule: str, message_of: Any) -> None:
+            nonlocal failed
+            fresh = pc.and_(pc.fill_null(mask, False), pc.invert(failed))
+            for row in pc.indices_nonzero(fresh).to_pylist():
+                issues.append(Issue(row, column, rule, message_of(row)))
+            failed = pc.or_(failed, fresh)
+
+        for checker in self.columns:
+            values = prepared[checker.column.name]
+            if values.errors is not None:
+                errors = values.errors
+                flag(pc.is_valid(errors), checker.column.name, "array", lambda r, e=errors: e[r].as_py())
+            self._column_rules(checker, values, flag)
+        self._row_rules(prepared, rows, flag)
+        issues.sort(key=lambda issue: issue.row)
+        return Verdict(pc.invert(failed), issues)
+
+    def _column_rules(self, checker: _ColumnValidator, values: Prepared, flag: Any) -> None:
+        name = checker.column.name
+        if checker.rules is None:
+            present = pc.indices_nonzero(values.present()).to_pylist()
+            bad = [r for r in present if _first_error(checker.validator, values.json[r].as_py())]
+            mask = pc.is_in(pa.array(range(len(values.json)), pa.int64()), pa.array(bad, pa.int64()))
+            flag(mask, name, "schema", lambda r: _message(checker, values, r))
+            return
+        for rule in checker.rules:
+            flag(rule.check(values), name, rule.name, lambda r: _message(checker, values, r))
+
+    def _row_rules(self, prepared: Mapping[str, Prepared], rows: int, flag: Any) -> None:
+        plan = self.plan
+        no_identifier = _none_present(prepared, plan.identifiers, rows)
+        flag(no_identifier, None, "identifier", lambda r: "no identifier value: every user needs at least one of " + ", ".join(c.name for c in plan.identifiers))
+        operation = plan.operation
+        if operation is Operation.EVENTS:
+            self._event_rules(prepared, rows, flag)
+        elif plan.payload:
+            names = ", ".join(c.name for c in plan.payload)
+            flag(_none_present(prepared, plan.payload, rows), None, "empty", lambda r: f"nothing to send: {names} are all null")
+        if operation.is_audience and all(n in prepared for n in ("td_audience_id", "td_audience_name")):
+            ids, names_ = prepared["td_audience_id"], prepared["td_audience_name"]
+            mismatch = pc.not_equal(_list_lengths(ids), _list_lengths(names_))
+            flag(mismatch, "td_audience_name", "audience_length", lambda r: (
+                f"td_audience_id has {_list_lengths(ids)[r].as_py()} values but td_audience_name has "
+                f"{_list_lengths(names_)[r].as_py()}; they must pair up"))
+
+    def _event_rules(self, prepared: Mapping[str, Prepared], rows: int, flag: Any) -> None:
+        names = prepared["event_name"].strings
+        for column in ("event_name", "timestamp"):
+            flag(pc.invert(prepared[column].present()), column, "required", lambda r, c=column: f"{c} is required for every event")
+        for event_name, params in self.required_params.items():
+            is_event = pc.fill_null(pc.equal(names, event_name), False) if names is not None else None
+            if is_event is None:
+                continue
+            for param in params:
+                missing = is_event if param not in prepared else pc.and_(is_event, pc.invert(prepared[param].present()))
+                flag(missing, param, "required", lambda r, p=param, e=event_name: f"{e} events require the parameter {p!r}")
+        self._retention(prepared, rows, flag)
+
+    def _retention(self, prepared: Mapping[str, Prepared], rows: int, flag: Any) -> None:
+        names = prepared["event_name"].strings
+        seconds = event_epoch_seconds(prepared["timestamp"].strings)
+        if names is None or seconds is None:
+            return
+        now = (self.now or dt.datetime.now(dt.timezone.utc)).timestamp()
+        unique_names = pc.drop_null(pc.unique(names))
+        limits = {n: self.spec.retention_days(n, self.task.retention_days) for n in unique_names.to_pylist()}
+        days = pc.take(pa.array(list(limits.values()), pa.float64()), pc.index_in(names, value_set=unique_names))
+        too_old = pc.less(seconds, pc.subtract(now, pc.multiply(days, 86400.0)))
+        flag(too_old, "timestamp", "retention", lambda r: (
+            f"a {names[r].as_py()} event from {prepared['timestamp'].strings[r].as_py()} is older than "
+            f"Insider keeps such events ({limits[names[r].as_py()]} days) and would be dropped silently; "
+            f"if your tenant keeps them longer, set out.event_retention_days: {{{names[r].as_py()}: DAYS}}"))
+
+
+def event_epoch_seconds(timestamps: pa.Array | None) -> pa.DoubleArray | None:
+    """RFC 3339 strings as seconds since the epoch (null where unreadable)."""
+    if timestamps is None:
+        return None
+    try:
+        parsed = timestamps.cast(pa.timestamp("us", "UTC"))
+    except pa.ArrowInvalid:
+        values = []
+        for text in timestamps.to_pylist():
+            try:
+                values.append(dt.datetime.fromisoformat(text).timestamp() if text else None)
+            except ValueError:
+                values.append(None)
+        return pa.array(values, pa.float64())
+    return pc.divide(parsed.cast(pa.int64()).cast(pa.float64()), 1_000_000.0)
+
+
+def _list_lengths(values: Prepared) -> pa.Array:
+    lengths = pa.array([0] * len(values.json), pa.int32())
+    for lists in (values.string_lists, values.number_lists):
+        if lists is not None:
+            lengths = pc.add(lengths, pc.fill_null(pc.list_value_length(lists), 0))
+    return lengths
+
+
+def _none_present(prepared: Mapping[str, Prepared], columns: Sequence[ColumnPlan], rows: int) -> pa.BooleanArray:
+    any_present = pa.array([False] * rows, pa.bool_())
+    for column in columns:
+        any_present = pc.or_(any_present, prepared[column.name].present())
+    return pc.invert(any_present)
+
+
+def _compile(column: ColumnPlan) -> _ColumnValidator:
+    validator = jsonschema.Draft202012Validator(column.schema)
+    try:
+        rules: Sequence[Rule] | None = compile_schema(column.schema)
+    except Uncompiled:
+        rules = None
+    return _ColumnValidator(column, rules, validator)
+
+
+def _first_error(validator: jsonschema.Draft202012Validator, json_text: str | None) -> str | None:
+    if json_text is None:
+        return None
+    error = jsonschema.exceptions.best_match(validator.iter_errors(orjson.loads(json_text)))
+    return error.message if error is not None else None
+
+
+def _message(checker: _ColumnValidator, values: Prepared, row: int) -> str:
+    text = values.json[row].as_py()
+    message = _first_error(checker.validator, text)
+    role = checker.column.role.value
+    if message is None:  # the compiled rule and jsonschema disagree: say so rather than guess
+        return f"{text} breaks the {role} spec (compiled check; jsonschema found no error)"
+    return f"{message} (as {role})"
+
