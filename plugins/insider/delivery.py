@@ -1,0 +1,177 @@
+"""Delivering requests: bounded in flight, answers mapped back to source rows.
+
+One :class:`Delivery` serves a whole job: one connection pool, one rate limiter per endpoint
+family, one retry budget, ``max_requests_in_flight`` requests at a time across all tasks
+(a task that gets ahead waits: backpressure, so memory stays bounded). The first fatal error
+(credentials refused, retries spent, an invalid record when invalid records are not skipped)
+stops every task; whatever was not acknowledged is reported as not sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import orjson
+
+from arrowbulk.errors import ArrowbulkError, JobError, RecordError
+from arrowbulk.plugins.insider.client import Answer, InsiderClient, RateLimiter, RetryBudget
+from arrowbulk.plugins.insider.config import InsiderTask
+from arrowbulk.plugins.insider.requests import Request, RequestBuilder
+from arrowbulk.rejects import RejectWriter
+
+log = logging.getLogger(__name__)
+
+_USER_KEY = re.compile(r"^users\.(\d+)(?:\.(.*))?$")
+
+
+@dataclass
+class Tally:
+    """One task's account of what the destination did with its records."""
+
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    retries: int = 0
+    splits: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def reject(self, reason: str, count: int = 1) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + count
+
+
+#: Called for each rejected source row: (row, rule, message, user JSON, attempt).
+OnReject = Callable[[int, str, str, bytes, int], None]
+
+
+class Delivery:
+    def __init__(self, task: InsiderTask, rejects: RejectWriter) -> None:
+        self.task = task
+        self.rejects = rejects
+        self.stop = threading.Event()
+        self.budget = RetryBudget(task.retry_budget)
+        self.client = InsiderClient(task, RateLimiter(task.rate_per_minute), self.budget, self.stop)
+        self._slots = threading.BoundedSemaphore(task.max_in_flight)
+        self._pool = ThreadPoolExecutor(task.max_in_flight, thread_name_prefix="arrowbulk-insider")
+        self._fatal: ArrowbulkError | None = None
+        self._fatal_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Delivery({self.client!r})"
+
+    @property
+    def fatal(self) -> ArrowbulkError | None:
+        return self._fatal
+
+    def fail(self, error: ArrowbulkError) -> None:
+        """Record the error that stops the job; the first one wins."""
+        with self._fatal_lock:
+            if self._fatal is None:
+                self._fatal = error
+                self.stop.set()
+
+    def raise_if_failed(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+
+    def submit(self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject) -> Future[None]:
+        """Send ``request`` on a worker thread; block while the in-flight window is full."""
+        self._slots.acquire()
+        if self.stop.is_set():
+            self._slots.release()
+            self.raise_if_failed()
+            raise JobError("the job is stopping")
+        try:
+            return self._pool.submit(self._deliver_in_slot, request, builder, tally, on_reject)
+        except RuntimeError:
+            self._slots.release()
+            raise
+
+    def close(self) -> None:
+        self.stop.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.client.close()
+
+    def _deliver_in_slot(self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject) -> None:
+        try:
+            self._deliver(request, builder, tally, on_reject)
+        except ArrowbulkError as error:
+            self.fail(error)
+        except Exception as error:  # a bug must stop the job, not vanish in a worker thread
+            log.exception("delivery failed")
+            self.fail(JobError(f"internal error while sending: {error!r}"))
+        finally:
+            self._slots.release()
+
+    def _deliver(self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject) -> None:
+        answer = self.client.send(request.body)
+        with tally.lock:
+            tally.requests += 1
+            tally.retries += answer.attempts - 1
+        if answer.status == 200:
+            self._settle(request, answer, tally, on_reject)
+        elif answer.status in {400, 413} and len(request.users) > 1:
+            # Too large, or refused as a whole for what may be one bad user: halve and resend,
+            # down to single users, whose refusal is then a rejection with the server's reason.
+            with tally.lock:
+                tally.splits += 1
+            middle = len(request.users) // 2
+            for half in (list(range(middle)), list(range(middle, len(request.users)))):
+                self._deliver(request.subset(half, builder), builder, tally, on_reject)
+        else:
+            rule = f"server: HTTP {answer.status}"
+            self._reject_users(request, range(len(request.users)), rule, answer.message, answer.attempts, tally, on_reject)
+
+    def _settle(self, request: Request, answer: Answer, tally: Tally, on_reject: OnReject) -> None:
+        failed = failed_users(answer.data, len(request.users))
+        if failed:
+            for index, (rule, message) in failed.items():
+                self._reject_users(request, [index], rule, message, answer.attempts, tally, on_reject)
+        accepted = sum(len(rows) for i, rows in enumerate(request.users) if i not in failed)
+        with tally.lock:
+            tally.accepted += accepted
+
+    def _reject_users(
+        self, request: Request, indexes: range | list[int], rule: str, message: str, attempt: int, tally: Tally, on_reject: OnReject
+    ) -> None:
+        for index in indexes:
+            rows = request.users[index]
+            with tally.lock:
+                tally.reject(rule, len(rows))
+            for row in rows:
+                on_reject(row, rule, message, request.user_texts[index], attempt)
+        if not self.task.skip_invalid_records:
+            first = request.users[indexes[0]][0]
+            self.fail(RecordError(
+                f"row {first}: Insider refused the record ({message}); the job stops because "
+                "skip_invalid_records is false (set it to true to skip such records)"
+            ))
+
+
+def failed_users(data: object, user_count: int) -> dict[int, tuple[str, str]]:
+    """Map ``data.fail.errors`` keys ``users.<i>...`` to user index -> (rule, message)."""
+    if not isinstance(data, dict):
+        return {}
+    fail = (data.get("data") or {}).get("fail") if isinstance(data.get("data"), dict) else None
+    errors = fail.get("errors") if isinstance(fail, dict) else None
+    if not isinstance(errors, dict):
+        return {}
+    failed: dict[int, tuple[str, str]] = {}
+    for key, messages in errors.items():
+        match = _USER_KEY.match(str(key))
+        if not match or int(match.group(1)) >= user_count:
+            log.warning("unmapped failure key from Insider: %s", key)
+            continue
+        text = "; ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
+        index = int(match.group(1))
+        if index not in failed:
+            failed[index] = (f"server: {match.group(2) or 'user'}", text)
+    return failed
+
+
+def user_json(text: bytes) -> object:
+    return orjson.loads(text)

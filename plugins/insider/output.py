@@ -1,0 +1,252 @@
+"""The insider output plugin: Embulk's lifecycle around validation, encoding and delivery.
+
+Per batch (``add``): prepare the columns, validate every record, encode the valid ones as
+user (or event) JSON column-wise, and hand them to the task's :class:`RequestBuilder`; each
+request that closes goes to the job's :class:`Delivery`. ``finish`` sends what is left and
+waits for the answers; ``commit`` reports the task's account.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future, wait
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from arrowbulk import OutputPlugin, PageOutput, RecordCheck, RunContext, TaskReport
+from arrowbulk.errors import RecordError
+from arrowbulk.plugins.insider.columns import Plan, plan_columns
+from arrowbulk.plugins.insider.config import InsiderTask, Operation, resolve
+from arrowbulk.plugins.insider.delivery import Delivery, Tally
+from arrowbulk.plugins.insider.encode import encode_users, identifier_objects
+from arrowbulk.plugins.insider.prepare import Prepared, prepare
+from arrowbulk.plugins.insider.requests import RequestBuilder
+from arrowbulk.plugins.insider.spec import load_spec
+from arrowbulk.plugins.insider.validate import Issue, RecordValidator
+from arrowbulk.rejects import RejectWriter
+from arrowbulk.resources import load_schema
+
+log = logging.getLogger(__name__)
+
+
+class InsiderJob:
+    """What the tasks of one job share."""
+
+    def __init__(self, task: InsiderTask, plan: Plan) -> None:
+        self.task = task
+        self.plan = plan
+        self.spec = load_spec()
+        self.rejects = RejectWriter(task.reject_file, task.run_id)
+        self.delivery = Delivery(task, self.rejects)
+        self.prevalidated = False
+        self.pages: set[InsiderPage] = set()
+        self.pages_lock = threading.Lock()
+        self._ticker = threading.Thread(target=self._flush_old_requests, name="arrowbulk-insider-age", daemon=True)
+        self._ticker.start()
+
+    def close(self) -> None:
+        self.delivery.close()
+        self.rejects.close()
+
+    def _flush_old_requests(self) -> None:
+        """Send a request whose oldest record has waited max_wait, even if the input is slow."""
+        interval = min(1.0, self.task.max_wait / 4)
+        while not self.delivery.stop.wait(interval):
+            with self.pages_lock:
+                pages = list(self.pages)
+            for page in pages:
+                page.flush_if_older_than(self.task.max_wait)
+
+
+def prepare_batch(plan: Plan, batch: pa.RecordBatch) -> dict[str, Prepared]:
+    return {c.name: prepare(c, batch.column(c.name)) for c in plan.columns}
+
+
+class InsiderOutput(OutputPlugin):
+    """``out: {type: insider, ...}``."""
+
+    type_name = "insider"
+
+    def __init__(self) -> None:
+        self.job: InsiderJob | None = None
+
+    @classmethod
+    def config_schema(cls) -> Mapping[str, Any]:
+        return load_schema("insider", "output.json")
+
+    def check(self, config: Mapping[str, Any], schema: pa.Schema, context: RunContext) -> tuple[InsiderTask, Plan]:
+        task = resolve(config, context)
+        return task, plan_columns(schema, task, load_spec())
+
+    def record_check(self, task: Any, schema: pa.Schema) -> RecordCheck | None:
+        resolved, plan = task
+        if resolved.skip_invalid_records:
+            return None  # invalid records are skipped as they come; no need to read twice
+        return InsiderRecordCheck(resolved, plan, self.job)
+
+    def transaction(self, config: Mapping[str, Any], schema: pa.Schema, task_count: int, control: Any) -> dict[str, Any]:
+        task, plan = self.check(config, schema, control.context)
+        self.job = InsiderJob(task, plan)
+        try:
+            control.run((task, plan))
+        finally:
+            self.job.close()
+        return {}
+
+    def open(self, task: Any, schema: pa.Schema, task_index: int) -> PageOutput:
+        assert self.job is not None, "open() before transaction()"
+        return InsiderPage(self.job, task_index)
+
+
+class InsiderRecordCheck(RecordCheck):
+    """Every record validated before the first request, so a bad last row sends nothing."""
+
+    def __init__(self, task: InsiderTask, plan: Plan, job: InsiderJob | None) -> None:
+        self.task, self.plan, self.job = task, plan, job
+        self.validator = RecordValidator(plan, task, load_spec())
+        self.rows = 0
+
+    def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
+        verdict = self.validator.validate(prepare_batch(self.plan, batch), batch.num_rows)
+        self.rows += batch.num_rows
+        if verdict.issues:
+            issue = verdict.issues[0]
+            if self.job is not None:
+                _write_reject(self.job.rejects, task_index, first_row, batch, issue)
+            raise RecordError(
+                f"{_where(task_index, first_row + issue.row)}, column {issue.column or '-'}, "
+                f"rule {issue.rule}: {issue.message}. Nothing was sent. Fix the data, or set "
+                "skip_invalid_records: true to send the valid records and reject the others"
+            )
+
+    def finish(self) -> dict[str, Any]:
+        if self.job is not None:
+            self.job.prevalidated = True
+        return {"records_checked": self.rows, "invalid": 0}
+
+
+class InsiderPage(PageOutput):
+    def __init__(self, job: InsiderJob, task_index: int) -> None:
+        self.job = job
+        self.task = job.task
+        self.plan = job.plan
+        self.task_index = task_index
+        self.validator = RecordValidator(self.plan, self.task, job.spec)
+        self.builder = RequestBuilder(self.task)
+        self.tally = Tally()
+        self.rows = 0
+        self.futures: list[Future[None]] = []
+        self.lock = threading.Lock()  # the builder is shared with the age ticker
+        with job.pages_lock:
+            job.pages.add(self)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.job.delivery.raise_if_failed()
+        first_row, rows = self.rows, batch.num_rows
+        self.rows += rows
+        prepared = prepare_batch(self.plan, batch)
+        valid = None
+        if not self.job.prevalidated:
+            verdict = self.validator.validate(prepared, rows)
+            if verdict.issues:
+                self._reject_invalid(batch, first_row, verdict.issues)
+                valid = verdict.valid
+        texts = encode_users(self.plan, prepared, rows)
+        keys = identifier_objects(self.plan, prepared, rows) if self.plan.operation is Operation.EVENTS else None
+        if valid is not None:
+            row_numbers = pa.array(range(first_row, first_row + rows), pa.int64()).filter(valid)
+            texts, keys = texts.filter(valid), keys.filter(valid) if keys is not None else None
+        else:
+            row_numbers = pa.array(range(first_row, first_row + rows), pa.int64())
+        self._queue(row_numbers.to_pylist(), texts.cast(pa.binary()).to_pylist(), keys.cast(pa.binary()).to_pylist() if keys is not None else None, batch, first_row)
+
+    def _queue(self, rows: list[int], texts: list[bytes], keys: list[bytes] | None, batch: pa.RecordBatch, first_row: int) -> None:
+        with self.lock:
+            for position, (row, text) in enumerate(zip(rows, texts, strict=True)):
+                key = keys[position] if keys is not None else None
+                if not self.builder.fits_alone(text, key):
+                    issue = Issue(row - first_row, None, "too_large", f"the record alone is {len(text):,} bytes of JSON; a request may be at most {self.task.max_bytes:,}")
+                    self._reject_invalid(batch, first_row, [issue])
+                    continue
+                for request in self.builder.add(row, text, key):
+                    self.futures.append(self.job.delivery.submit(request, self.builder, self.tally, self._on_server_reject))
+
+    def flush_if_older_than(self, max_wait: float) -> None:
+        import time
+
+        with self.lock:
+            oldest = self.builder.oldest()
+            if oldest is None or time.monotonic() - oldest < max_wait:
+                return
+            request = self.builder.close()
+            if request is not None:
+                log.info("task %d: sending %d records that waited %.0fs", self.task_index, request.record_count, max_wait)
+                self.futures.append(self.job.delivery.submit(request, self.builder, self.tally, self._on_server_reject))
+
+    def finish(self) -> None:
+        with self.lock:
+            request = self.builder.close()
+            if request is not None:
+                self.futures.append(self.job.delivery.submit(request, self.builder, self.tally, self._on_server_reject))
+        wait(self.futures)
+        self.job.delivery.raise_if_failed()
+
+    def commit(self) -> TaskReport:
+        return self._report()
+
+    def abort(self) -> TaskReport:
+        self.job.delivery.stop.set()
+        wait(self.futures)
+        return self._report()
+
+    def close(self) -> None:
+        with self.job.pages_lock:
+            self.job.pages.discard(self)
+
+    def _report(self) -> TaskReport:
+        with self.tally.lock:
+            return TaskReport(
+                accepted=self.tally.accepted,
+                rejected=dict(self.tally.rejected),
+                details={
+                    "operation": self.task.operation.value,
+                    "requests": self.tally.requests,
+                    "retries": self.tally.retries,
+                    "split_requests": self.tally.splits,
+                    "reject_file": str(self.task.reject_file) if self.job.rejects.count else None,
+                },
+            )
+
+    def _reject_invalid(self, batch: pa.RecordBatch, first_row: int, issues: list[Issue]) -> None:
+        for issue in issues:
+            with self.tally.lock:
+                self.tally.reject(issue.reason)
+            _write_reject(self.job.rejects, self.task_index, first_row, batch, issue)
+        if not self.task.skip_invalid_records:
+            issue = issues[0]
+            raise RecordError(
+                f"{_where(self.task_index, first_row + issue.row)}, column {issue.column or '-'}, rule {issue.rule}: "
+                f"{issue.message}. Set skip_invalid_records: true to skip such records"
+            )
+
+    def _on_server_reject(self, row: int, rule: str, message: str, user: bytes, attempt: int) -> None:
+        self.job.rejects.write(
+            task=self.task_index, row=row, stage="server", rule=rule, message=message,
+            record=orjson.loads(user), attempt=attempt,
+        )
+
+
+def _write_reject(rejects: RejectWriter, task_index: int, first_row: int, batch: pa.RecordBatch, issue: Issue) -> None:
+    record = batch.slice(issue.row, 1).to_pylist()[0]
+    rejects.write(
+        task=task_index, row=first_row + issue.row, stage="validation", column=issue.column,
+        rule=issue.rule, message=issue.message, record=record,
+    )
+
+
+def _where(task_index: int, row: int) -> str:
+    return f"row {row}" + (f" of task {task_index}" if task_index else "")
