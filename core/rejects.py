@@ -50,7 +50,9 @@ class RejectWriter:
             "attempt": attempt,
             "record": record,
         }
-        data = orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC)
+        data = orjson.dumps(
+            line, default=str, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC
+        )
         with self._lock:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ def test_an_unknown_plugin_type_names_the_installed_ones(
 ) -> None:
     result = cli("run", write_pipeline({"type": "file", "path": "data.parquet"}, {"type": "s3"}))
     assert result.code == 2
-    assert "out.type: no output plugin named 's3' (installed: file, null)" in result.err
+    assert "out.type: no output plugin named 's3' (installed: file, insider, null)" in result.err
 
 
 def test_a_failed_job_exits_1_and_still_prints_the_account(

@@ -42,7 +42,10 @@ def parse_array_texts(texts: pa.Array) -> ParsedArrays:
     simple_strings = pc.and_(is_array, pc.match_substring_regex(trimmed, _SIMPLE_STRINGS))
     simple_numbers = pc.and_(
         is_array,
-        pc.and_(pc.match_substring_regex(trimmed, _SIMPLE_NUMBERS), pc.invert(pc.match_substring_regex(trimmed, _EMPTY))),
+        pc.and_(
+            pc.match_substring_regex(trimmed, _SIMPLE_NUMBERS),
+            pc.invert(pc.match_substring_regex(trimmed, _EMPTY)),
+        ),
     )
     inner = pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(trimmed, 1, -1))
     empty = pc.equal(inner, "")
@@ -93,7 +96,9 @@ def parse_array_text(text: str) -> tuple[str, list[str | float]]:
     source = text.strip()
     if not source.endswith("]"):
         raise ValueError(f"misformatted array {_show(text)}: it does not end with ']'")
-    position, values, kinds = 1, [], set()
+    position = 1
+    values: list[str | float] = []
+    kinds: set[str] = set()
     length = len(source) - 1
     while True:
         position = _skip_spaces(source, position)
@@ -122,15 +127,20 @@ def parse_array_text(text: str) -> tuple[str, list[str | float]]:
         if position == length:
             break
         if source[position] != ",":
-            raise ValueError(f"misformatted array {_show(text)}: expected ',' at character {position + 1}")
+            raise ValueError(
+                f"misformatted array {_show(text)}: expected ',' at character {position + 1}"
+            )
         position += 1
     if len(kinds) > 1:
-        raise ValueError(f"mixed array {_show(text)}: Insider takes arrays of strings or of numbers, not both")
+        raise ValueError(
+            f"mixed array {_show(text)}: Insider takes arrays of strings or of numbers, not both"
+        )
     return (kinds.pop() if kinds else "string"), values
 
 
 def _read_quoted(source: str, start: int, text: str) -> tuple[str, int]:
-    quote, position, out = source[start], start + 1, []
+    quote, position = source[start], start + 1
+    out: list[str] = []
     while position < len(source) - 1:
         char = source[position]
         if char == "\\" and position + 1 < len(source) - 1:

@@ -22,7 +22,16 @@ from arrowbulk.plugins.insider.prepare import Prepared
 #: Marks the rows (True) whose value breaks one rule.
 Check = Callable[[Prepared], pa.BooleanArray]
 
-_ANNOTATIONS = {"title", "description", "$comment", "default", "examples", "$schema", "$id", "$defs"}
+_ANNOTATIONS = {
+    "title",
+    "description",
+    "$comment",
+    "default",
+    "examples",
+    "$schema",
+    "$id",
+    "$defs",
+}
 
 
 class Uncompiled(Exception):
@@ -128,9 +137,13 @@ def _enum(values: list[Any], schema: Mapping[str, Any]) -> list[Rule]:
     def check(p: Prepared) -> pa.BooleanArray:
         allowed = _none(p)
         if p.strings is not None:
-            allowed = pc.or_(allowed, pc.fill_null(pc.is_in(p.strings, pa.array(strings, pa.string())), False))
+            allowed = pc.or_(
+                allowed, pc.fill_null(pc.is_in(p.strings, pa.array(strings, pa.string())), False)
+            )
         if p.numbers is not None:
-            allowed = pc.or_(allowed, pc.fill_null(pc.is_in(p.numbers, pa.array(numbers, pa.float64())), False))
+            allowed = pc.or_(
+                allowed, pc.fill_null(pc.is_in(p.numbers, pa.array(numbers, pa.float64())), False)
+            )
         return pc.and_(p.present(), pc.invert(allowed))
 
     return [Rule("enum", check)]
@@ -182,11 +195,15 @@ def _none(p: Prepared) -> pa.BooleanArray:
     return pa.array([False] * len(p.json), pa.bool_())
 
 
-def _bound(name: str, op: Callable[[pa.Array, Any], pa.Array]) -> Callable[[Any, Mapping[str, Any]], list[Rule]]:
+def _bound(
+    name: str, op: Callable[[pa.Array, Any], pa.Array]
+) -> Callable[[Any, Mapping[str, Any]], list[Rule]]:
     return lambda value, schema: _on_numbers(name, lambda n: op(n, value))
 
 
-def _length(name: str, op: Callable[[pa.Array, Any], pa.Array]) -> Callable[[Any, Mapping[str, Any]], list[Rule]]:
+def _length(
+    name: str, op: Callable[[pa.Array, Any], pa.Array]
+) -> Callable[[Any, Mapping[str, Any]], list[Rule]]:
     return lambda value, schema: _on_strings(name, lambda s: op(pc.utf8_length(s), value))
 
 

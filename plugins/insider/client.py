@@ -90,7 +90,9 @@ class RetryBudget:
 
 
 class InsiderClient:
-    def __init__(self, task: InsiderTask, limiter: RateLimiter, budget: RetryBudget, stop: threading.Event) -> None:
+    def __init__(
+        self, task: InsiderTask, limiter: RateLimiter, budget: RetryBudget, stop: threading.Event
+    ) -> None:
         self.task = task
         self.url = task.endpoint + task.operation.path
         self.limiter, self.budget, self.stop = limiter, budget, stop
@@ -126,7 +128,11 @@ class InsiderClient:
                 raise JobError("the job is stopping; request not sent")
             try:
                 response = self.pool.request(
-                    self.task.operation.method, self.url, body=body, headers=self._headers, preload_content=True
+                    self.task.operation.method,
+                    self.url,
+                    body=body,
+                    headers=self._headers,
+                    preload_content=True,
                 )
             except urllib3.exceptions.HTTPError as error:
                 problem, retry_after = f"{type(error).__name__}: {_short(str(error))}", None
@@ -134,11 +140,16 @@ class InsiderClient:
                 answer = _answer(response, attempt)
                 if answer.status not in RETRY_STATUSES:
                     return self._checked(answer)
-                problem, retry_after = f"HTTP {answer.status} {_short(answer.message)}", _retry_after(response)
+                problem, retry_after = (
+                    f"HTTP {answer.status} {_short(answer.message)}",
+                    _retry_after(response),
+                )
             self._wait_before_retry(attempt, problem, retry_after)
 
     def _checked(self, answer: Answer) -> Answer:
-        if answer.status in {401, 403} or (answer.status == 400 and "partner" in answer.message.lower()):
+        if answer.status in {401, 403} or (
+            answer.status == 400 and "partner" in answer.message.lower()
+        ):
             raise AuthError(
                 f"Insider refused the credentials (HTTP {answer.status}: {_short(answer.message)}); "
                 "check out.api_key (a UCD API key) and out.partner_name; nothing more was sent"
@@ -147,9 +158,13 @@ class InsiderClient:
 
     def _wait_before_retry(self, attempt: int, problem: str, retry_after: float | None) -> None:
         if attempt > self.task.max_retries:
-            raise JobError(f"gave up after {attempt} attempts (out.max_retries={self.task.max_retries}): {problem}")
+            raise JobError(
+                f"gave up after {attempt} attempts (out.max_retries={self.task.max_retries}): {problem}"
+            )
         if not self.budget.take():
-            raise JobError(f"the job's retry budget (out.retry_budget={self.task.retry_budget}) is spent: {problem}")
+            raise JobError(
+                f"the job's retry budget (out.retry_budget={self.task.retry_budget}) is spent: {problem}"
+            )
         cap = min(self.task.backoff_max, self.task.backoff_base * 2 ** (attempt - 1))
         delay = random.uniform(0, cap)  # full jitter
         if retry_after is not None:

@@ -92,7 +92,7 @@ def plan_columns(schema: pa.Schema, task: InsiderTask, spec: Spec) -> Plan:
     if bad_names:
         raise SchemaError(
             f"column names must match {COLUMN_NAME_PATTERN} (lowercase, digits, underscores): "
-            f"{', '.join(map(repr, bad_names))}; rename them in the query (e.g. SELECT \"Email\" AS email)"
+            f'{", ".join(map(repr, bad_names))}; rename them in the query (e.g. SELECT "Email" AS email)'
         )
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -134,11 +134,26 @@ def _plan_one(field: pa.Field, task: InsiderTask, spec: Spec) -> ColumnPlan:
         if name == "timestamp":
             return ColumnPlan(name, Role.TIMESTAMP, kind, spec.event_field_schema(name))
         role = Role.EVENT_PARAM if spec.is_default_event_param(name) else Role.CUSTOM_EVENT_PARAM
-        return ColumnPlan(name, role, _array_aware(kind, role, spec.event_param_schema(name)), spec.event_param_schema(name))
+        return ColumnPlan(
+            name,
+            role,
+            _array_aware(kind, role, spec.event_param_schema(name)),
+            spec.event_param_schema(name),
+        )
     if operation.is_audience:
-        return ColumnPlan(name, Role.CUSTOM_ATTRIBUTE, _array_aware(kind, Role.CUSTOM_ATTRIBUTE, {}), spec.audience_schema(name))
+        return ColumnPlan(
+            name,
+            Role.CUSTOM_ATTRIBUTE,
+            _array_aware(kind, Role.CUSTOM_ATTRIBUTE, {}),
+            spec.audience_schema(name),
+        )
     role = Role.ATTRIBUTE if spec.is_default_attribute(name) else Role.CUSTOM_ATTRIBUTE
-    return ColumnPlan(name, role, _array_aware(kind, role, spec.attribute_schema(name)), spec.attribute_schema(name))
+    return ColumnPlan(
+        name,
+        role,
+        _array_aware(kind, role, spec.attribute_schema(name)),
+        spec.attribute_schema(name),
+    )
 
 
 def _array_aware(kind: Kind, role: Role, schema: Mapping[str, Any]) -> Kind:
@@ -160,10 +175,19 @@ def _check_operation(plan: Plan, schema: pa.Schema) -> None:
     if operation is Operation.EVENTS:
         missing = [n for n in ("event_name", "timestamp") if n not in schema.names]
         if missing:
-            raise SchemaError(f"USER_EVENTS needs the columns {', '.join(missing)} (one row is one event)")
+            raise SchemaError(
+                f"USER_EVENTS needs the columns {', '.join(missing)} (one row is one event)"
+            )
         timestamp = schema.field("timestamp").type
-        if not (pat.is_timestamp(timestamp) or pat.is_date(timestamp) or pat.is_string(timestamp) or pat.is_large_string(timestamp)):
-            raise SchemaError(f"timestamp must be a timestamp, a date or an RFC 3339 string, not {timestamp}")
+        if not (
+            pat.is_timestamp(timestamp)
+            or pat.is_date(timestamp)
+            or pat.is_string(timestamp)
+            or pat.is_large_string(timestamp)
+        ):
+            raise SchemaError(
+                f"timestamp must be a timestamp, a date or an RFC 3339 string, not {timestamp}"
+            )
     elif operation.is_audience:
         extra = [n for n in names if n not in AUDIENCE_COLUMNS]
         if extra:
@@ -175,7 +199,9 @@ def _check_operation(plan: Plan, schema: pa.Schema) -> None:
             raise SchemaError("USER_AUDIENCES needs td_audience_id and/or td_audience_name")
         for column in payload:
             if not column.wants_array:
-                raise SchemaError(f"{column.name} must be an array (an Arrow list or a string like [1, 2]), not {schema.field(column.name).type}")
+                raise SchemaError(
+                    f"{column.name} must be an array (an Arrow list or a string like [1, 2]), not {schema.field(column.name).type}"
+                )
     elif operation is Operation.REPLACE_ATTRIBUTES:
         scalar = [c.name for c in payload if not c.wants_array]
         if scalar:
@@ -184,7 +210,9 @@ def _check_operation(plan: Plan, schema: pa.Schema) -> None:
                 f"numbers: {', '.join(scalar)}"
             )
         if not payload:
-            raise SchemaError("REPLACE_ATTRIBUTES needs at least one array column besides identifiers")
+            raise SchemaError(
+                "REPLACE_ATTRIBUTES needs at least one array column besides identifiers"
+            )
     elif operation in {Operation.DELETE_IDENTIFIERS, Operation.DELETE_PII}:
         if payload:
             raise SchemaError(
@@ -193,7 +221,9 @@ def _check_operation(plan: Plan, schema: pa.Schema) -> None:
             )
     else:
         if not payload:
-            raise SchemaError(f"{operation.value} needs at least one attribute column besides identifiers")
+            raise SchemaError(
+                f"{operation.value} needs at least one attribute column besides identifiers"
+            )
     if not operation.is_audience and operation is not Operation.EVENTS:
         custom = [c.name for c in payload if c.role is Role.CUSTOM_ATTRIBUTE]
         if len(custom) > MAX_CUSTOM_ATTRIBUTES:
@@ -253,11 +283,17 @@ def _kind(arrow_type: pa.DataType) -> Kind:
         return Kind.NUMBER
     if pat.is_timestamp(arrow_type) or pat.is_date(arrow_type):
         return Kind.TIMESTAMP
-    if pat.is_list(arrow_type) or pat.is_large_list(arrow_type) or pat.is_fixed_size_list(arrow_type):
+    if (
+        pat.is_list(arrow_type)
+        or pat.is_large_list(arrow_type)
+        or pat.is_fixed_size_list(arrow_type)
+    ):
         return Kind.LIST
     if pat.is_null(arrow_type):
         return Kind.STRING  # every value is null and left out
-    raise SchemaError(f"columns of type {arrow_type} cannot be sent to Insider; cast them in the query")
+    raise SchemaError(
+        f"columns of type {arrow_type} cannot be sent to Insider; cast them in the query"
+    )
 
 
 def _is_string_view(arrow_type: pa.DataType) -> bool:
@@ -269,9 +305,24 @@ def _forbidden_type(arrow_type: pa.DataType) -> bool:
         return _forbidden_type(arrow_type.value_type)
     if pat.is_struct(arrow_type) or pat.is_map(arrow_type) or pat.is_union(arrow_type):
         return True
-    if pat.is_list(arrow_type) or pat.is_large_list(arrow_type) or pat.is_fixed_size_list(arrow_type):
+    if (
+        pat.is_list(arrow_type)
+        or pat.is_large_list(arrow_type)
+        or pat.is_fixed_size_list(arrow_type)
+    ):
         item = arrow_type.value_type
         if pat.is_dictionary(item):
             item = item.value_type
-        return not (pat.is_string(item) or pat.is_large_string(item) or pat.is_integer(item) or pat.is_floating(item) or pat.is_decimal(item))
-    return pat.is_binary(arrow_type) or pat.is_large_binary(arrow_type) or pat.is_time(arrow_type) or pat.is_duration(arrow_type)
+        return not (
+            pat.is_string(item)
+            or pat.is_large_string(item)
+            or pat.is_integer(item)
+            or pat.is_floating(item)
+            or pat.is_decimal(item)
+        )
+    return bool(
+        pat.is_binary(arrow_type)
+        or pat.is_large_binary(arrow_type)
+        or pat.is_time(arrow_type)
+        or pat.is_duration(arrow_type)
+    )

@@ -110,7 +110,9 @@ class InsiderTask:
     run_id: str
 
 
-def resolve(config: Mapping[str, Any], context: RunContext, environ: Mapping[str, str] | None = None) -> InsiderTask:
+def resolve(
+    config: Mapping[str, Any], context: RunContext, environ: Mapping[str, str] | None = None
+) -> InsiderTask:
     """Turn a validated ``out:`` section into an :class:`InsiderTask`."""
     env = os.environ if environ is None else environ
     api_key = config.get("api_key")
@@ -123,7 +125,12 @@ def resolve(config: Mapping[str, Any], context: RunContext, environ: Mapping[str
     fields = config["custom_identifier_fields"]
     custom = fields if isinstance(fields, list) else [f for f in fields.split(",") if f]
     operation = operation_of(config)
-    limits = {"upsert": 25000, "identity_delete": 1000, "anonymize": 500, **config.get("rate_limits", {})}
+    limits = {
+        "upsert": 25000,
+        "identity_delete": 1000,
+        "anonymize": 500,
+        **config.get("rate_limits", {}),
+    }
     reject = config.get("reject_file") or f"insider-rejects-{context.run_id}.jsonl"
     if config["backoff_base_seconds"] > config["backoff_max_seconds"]:
         raise ConfigError("out.backoff_base_seconds: must not exceed out.backoff_max_seconds")

@@ -78,7 +78,9 @@ class Delivery:
         if self._fatal is not None:
             raise self._fatal
 
-    def submit(self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject) -> Future[None]:
+    def submit(
+        self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject
+    ) -> Future[None]:
         """Send ``request`` on a worker thread; block while the in-flight window is full."""
         self._slots.acquire()
         if self.stop.is_set():
@@ -96,7 +98,9 @@ class Delivery:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
 
-    def _deliver_in_slot(self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject) -> None:
+    def _deliver_in_slot(
+        self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject
+    ) -> None:
         try:
             self._deliver(request, builder, tally, on_reject)
         except ArrowbulkError as error:
@@ -107,7 +111,9 @@ class Delivery:
         finally:
             self._slots.release()
 
-    def _deliver(self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject) -> None:
+    def _deliver(
+        self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject
+    ) -> None:
         answer = self.client.send(request.body)
         with tally.lock:
             tally.requests += 1
@@ -124,19 +130,36 @@ class Delivery:
                 self._deliver(request.subset(half, builder), builder, tally, on_reject)
         else:
             rule = f"server: HTTP {answer.status}"
-            self._reject_users(request, range(len(request.users)), rule, answer.message, answer.attempts, tally, on_reject)
+            self._reject_users(
+                request,
+                range(len(request.users)),
+                rule,
+                answer.message,
+                answer.attempts,
+                tally,
+                on_reject,
+            )
 
     def _settle(self, request: Request, answer: Answer, tally: Tally, on_reject: OnReject) -> None:
         failed = failed_users(answer.data, len(request.users))
         if failed:
             for index, (rule, message) in failed.items():
-                self._reject_users(request, [index], rule, message, answer.attempts, tally, on_reject)
+                self._reject_users(
+                    request, [index], rule, message, answer.attempts, tally, on_reject
+                )
         accepted = sum(len(rows) for i, rows in enumerate(request.users) if i not in failed)
         with tally.lock:
             tally.accepted += accepted
 
     def _reject_users(
-        self, request: Request, indexes: range | list[int], rule: str, message: str, attempt: int, tally: Tally, on_reject: OnReject
+        self,
+        request: Request,
+        indexes: range | list[int],
+        rule: str,
+        message: str,
+        attempt: int,
+        tally: Tally,
+        on_reject: OnReject,
     ) -> None:
         for index in indexes:
             rows = request.users[index]
@@ -146,10 +169,12 @@ class Delivery:
                 on_reject(row, rule, message, request.user_texts[index], attempt)
         if not self.task.skip_invalid_records:
             first = request.users[indexes[0]][0]
-            self.fail(RecordError(
-                f"row {first}: Insider refused the record ({message}); the job stops because "
-                "skip_invalid_records is false (set it to true to skip such records)"
-            ))
+            self.fail(
+                RecordError(
+                    f"row {first}: Insider refused the record ({message}); the job stops because "
+                    "skip_invalid_records is false (set it to true to skip such records)"
+                )
+            )
 
 
 def failed_users(data: object, user_count: int) -> dict[int, tuple[str, str]]:

@@ -29,7 +29,12 @@ def encode_users(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.
         return _concat('{"identifiers":', identifiers, "}")
     if operation in {Operation.DELETE_ATTRIBUTES, Operation.AUDIENCE_REMOVE}:
         deletes = _delete_members(plan, prepared, rows)
-        return _concat('{"identifiers":', identifiers, pc.if_else(pc.equal(deletes, ""), "", _concat(",", deletes)), "}")
+        return _concat(
+            '{"identifiers":',
+            identifiers,
+            pc.if_else(pc.equal(deletes, ""), "", _concat(",", deletes)),
+            "}",
+        )
     attributes = _attribute_object(plan, prepared, rows)
     tail = ',"not_append":true}' if operation.not_append else "}"
     return _concat('{"identifiers":', identifiers, ',"attributes":', attributes, tail)
@@ -38,7 +43,9 @@ def encode_users(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.
 def identifier_objects(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.StringArray:
     default = [c for c in plan.identifiers if c.role is Role.IDENTIFIER]
     custom = [c for c in plan.identifiers if c.role is Role.CUSTOM_IDENTIFIER]
-    return _object(_members(default, prepared, rows), _nested("custom", _members(custom, prepared, rows)))
+    return _object(
+        _members(default, prepared, rows), _nested("custom", _members(custom, prepared, rows))
+    )
 
 
 def _attribute_object(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.StringArray:
@@ -46,7 +53,9 @@ def _attribute_object(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -
         return _object(_empty(rows), _nested("custom", _members(plan.payload, prepared, rows)))
     default = plan.by_role(Role.ATTRIBUTE)
     custom = plan.by_role(Role.CUSTOM_ATTRIBUTE)
-    return _object(_members(default, prepared, rows), _nested("custom", _members(custom, prepared, rows)))
+    return _object(
+        _members(default, prepared, rows), _nested("custom", _members(custom, prepared, rows))
+    )
 
 
 def _event_objects(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.StringArray:
@@ -57,9 +66,12 @@ def _event_objects(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> p
     has_params = pc.not_equal(params, "{}")
     params_member = pc.if_else(has_params, _concat(',"event_params":', params), "")
     return _concat(
-        '{"event_name":', prepared["event_name"].json,
-        ',"timestamp":', prepared["timestamp"].json,
-        params_member, "}",
+        '{"event_name":',
+        prepared["event_name"].json,
+        ',"timestamp":',
+        prepared["timestamp"].json,
+        params_member,
+        "}",
     )
 
 
@@ -81,7 +93,9 @@ def _delete_members(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> 
     return _join_members(top, _nested("custom", inner))
 
 
-def _whole_names(columns: Sequence[ColumnPlan], prepared: Mapping[str, Prepared], rows: int) -> pa.StringArray:
+def _whole_names(
+    columns: Sequence[ColumnPlan], prepared: Mapping[str, Prepared], rows: int
+) -> pa.StringArray:
     """``"a","b"``: the columns whose row holds a single (non-array) value."""
     names = []
     for column in columns:
@@ -92,7 +106,10 @@ def _whole_names(columns: Sequence[ColumnPlan], prepared: Mapping[str, Prepared]
 
 
 def _members(
-    columns: Sequence[ColumnPlan], prepared: Mapping[str, Prepared], rows: int, arrays_only: bool = False
+    columns: Sequence[ColumnPlan],
+    prepared: Mapping[str, Prepared],
+    rows: int,
+    arrays_only: bool = False,
 ) -> pa.StringArray:
     """``"a":1,"b":"x"`` per row, leaving out nulls (and, with arrays_only, single values)."""
     parts = []

@@ -45,7 +45,9 @@ class InsiderJob:
         self.prevalidated = False
         self.pages: set[InsiderPage] = set()
         self.pages_lock = threading.Lock()
-        self._ticker = threading.Thread(target=self._flush_old_requests, name="arrowbulk-insider-age", daemon=True)
+        self._ticker = threading.Thread(
+            target=self._flush_old_requests, name="arrowbulk-insider-age", daemon=True
+        )
         self._ticker.start()
 
     def close(self) -> None:
@@ -78,7 +80,9 @@ class InsiderOutput(OutputPlugin):
     def config_schema(cls) -> Mapping[str, Any]:
         return load_schema("insider", "output.json")
 
-    def check(self, config: Mapping[str, Any], schema: pa.Schema, context: RunContext) -> tuple[InsiderTask, Plan]:
+    def check(
+        self, config: Mapping[str, Any], schema: pa.Schema, context: RunContext
+    ) -> tuple[InsiderTask, Plan]:
         task = resolve(config, context)
         return task, plan_columns(schema, task, load_spec())
 
@@ -88,7 +92,9 @@ class InsiderOutput(OutputPlugin):
             return None  # invalid records are skipped as they come; no need to read twice
         return InsiderRecordCheck(resolved, plan, self.job)
 
-    def transaction(self, config: Mapping[str, Any], schema: pa.Schema, task_count: int, control: Any) -> dict[str, Any]:
+    def transaction(
+        self, config: Mapping[str, Any], schema: pa.Schema, task_count: int, control: Any
+    ) -> dict[str, Any]:
         task, plan = self.check(config, schema, control.context)
         self.job = InsiderJob(task, plan)
         try:
@@ -156,24 +162,50 @@ class InsiderPage(PageOutput):
                 self._reject_invalid(batch, first_row, verdict.issues)
                 valid = verdict.valid
         texts = encode_users(self.plan, prepared, rows)
-        keys = identifier_objects(self.plan, prepared, rows) if self.plan.operation is Operation.EVENTS else None
+        keys = (
+            identifier_objects(self.plan, prepared, rows)
+            if self.plan.operation is Operation.EVENTS
+            else None
+        )
         if valid is not None:
             row_numbers = pa.array(range(first_row, first_row + rows), pa.int64()).filter(valid)
             texts, keys = texts.filter(valid), keys.filter(valid) if keys is not None else None
         else:
             row_numbers = pa.array(range(first_row, first_row + rows), pa.int64())
-        self._queue(row_numbers.to_pylist(), texts.cast(pa.binary()).to_pylist(), keys.cast(pa.binary()).to_pylist() if keys is not None else None, batch, first_row)
+        self._queue(
+            row_numbers.to_pylist(),
+            texts.cast(pa.binary()).to_pylist(),
+            keys.cast(pa.binary()).to_pylist() if keys is not None else None,
+            batch,
+            first_row,
+        )
 
-    def _queue(self, rows: list[int], texts: list[bytes], keys: list[bytes] | None, batch: pa.RecordBatch, first_row: int) -> None:
+    def _queue(
+        self,
+        rows: list[int],
+        texts: list[bytes],
+        keys: list[bytes] | None,
+        batch: pa.RecordBatch,
+        first_row: int,
+    ) -> None:
         with self.lock:
             for position, (row, text) in enumerate(zip(rows, texts, strict=True)):
                 key = keys[position] if keys is not None else None
                 if not self.builder.fits_alone(text, key):
-                    issue = Issue(row - first_row, None, "too_large", f"the record alone is {len(text):,} bytes of JSON; a request may be at most {self.task.max_bytes:,}")
+                    issue = Issue(
+                        row - first_row,
+                        None,
+                        "too_large",
+                        f"the record alone is {len(text):,} bytes of JSON; a request may be at most {self.task.max_bytes:,}",
+                    )
                     self._reject_invalid(batch, first_row, [issue])
                     continue
                 for request in self.builder.add(row, text, key):
-                    self.futures.append(self.job.delivery.submit(request, self.builder, self.tally, self._on_server_reject))
+                    self.futures.append(
+                        self.job.delivery.submit(
+                            request, self.builder, self.tally, self._on_server_reject
+                        )
+                    )
 
     def flush_if_older_than(self, max_wait: float) -> None:
         import time
@@ -184,14 +216,27 @@ class InsiderPage(PageOutput):
                 return
             request = self.builder.close()
             if request is not None:
-                log.info("task %d: sending %d records that waited %.0fs", self.task_index, request.record_count, max_wait)
-                self.futures.append(self.job.delivery.submit(request, self.builder, self.tally, self._on_server_reject))
+                log.info(
+                    "task %d: sending %d records that waited %.0fs",
+                    self.task_index,
+                    request.record_count,
+                    max_wait,
+                )
+                self.futures.append(
+                    self.job.delivery.submit(
+                        request, self.builder, self.tally, self._on_server_reject
+                    )
+                )
 
     def finish(self) -> None:
         with self.lock:
             request = self.builder.close()
             if request is not None:
-                self.futures.append(self.job.delivery.submit(request, self.builder, self.tally, self._on_server_reject))
+                self.futures.append(
+                    self.job.delivery.submit(
+                        request, self.builder, self.tally, self._on_server_reject
+                    )
+                )
         wait(self.futures)
         self.job.delivery.raise_if_failed()
 
@@ -233,18 +278,32 @@ class InsiderPage(PageOutput):
                 f"{issue.message}. Set skip_invalid_records: true to skip such records"
             )
 
-    def _on_server_reject(self, row: int, rule: str, message: str, user: bytes, attempt: int) -> None:
+    def _on_server_reject(
+        self, row: int, rule: str, message: str, user: bytes, attempt: int
+    ) -> None:
         self.job.rejects.write(
-            task=self.task_index, row=row, stage="server", rule=rule, message=message,
-            record=orjson.loads(user), attempt=attempt,
+            task=self.task_index,
+            row=row,
+            stage="server",
+            rule=rule,
+            message=message,
+            record=orjson.loads(user),
+            attempt=attempt,
         )
 
 
-def _write_reject(rejects: RejectWriter, task_index: int, first_row: int, batch: pa.RecordBatch, issue: Issue) -> None:
+def _write_reject(
+    rejects: RejectWriter, task_index: int, first_row: int, batch: pa.RecordBatch, issue: Issue
+) -> None:
     record = batch.slice(issue.row, 1).to_pylist()[0]
     rejects.write(
-        task=task_index, row=first_row + issue.row, stage="validation", column=issue.column,
-        rule=issue.rule, message=issue.message, record=record,
+        task=task_index,
+        row=first_row + issue.row,
+        stage="validation",
+        column=issue.column,
+        rule=issue.rule,
+        message=issue.message,
+        record=record,
     )
 
 

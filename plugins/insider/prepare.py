@@ -96,10 +96,17 @@ def _lists(name: str, values: pa.Array) -> Prepared:
         item = item.value_type
     if pat.is_string(item) or pat.is_large_string(item):
         lists = values.cast(STRING_LIST)
-        return Prepared(name, json_string_lists(lists), string_lists=lists, errors=_null_items(lists))
+        return Prepared(
+            name, json_string_lists(lists), string_lists=lists, errors=_null_items(lists)
+        )
     lists = values.cast(NUMBER_LIST) if not pat.is_integer(item) else values
     number_lists = values.cast(NUMBER_LIST)
-    return Prepared(name, _json_lists(lists, json_numbers(lists.values)), number_lists=number_lists, errors=_null_items(number_lists))
+    return Prepared(
+        name,
+        _json_lists(lists, json_numbers(lists.values)),
+        number_lists=number_lists,
+        errors=_null_items(number_lists),
+    )
 
 
 def _null_items(lists: pa.ListArray) -> pa.StringArray | None:
@@ -113,7 +120,11 @@ def _null_items(lists: pa.ListArray) -> pa.StringArray | None:
     parents = pc.list_parent_indices(lists)
     rows = pc.unique(pc.filter(parents, bad))
     mask = pc.is_in(pa.array(range(len(lists)), pa.int64()), value_set=rows.cast(pa.int64()))
-    return pc.if_else(mask, "an array holds a null or NaN element; remove it or the whole value", pa.scalar(None, pa.string()))
+    return pc.if_else(
+        mask,
+        "an array holds a null or NaN element; remove it or the whole value",
+        pa.scalar(None, pa.string()),
+    )
 
 
 def json_numbers(values: pa.Array) -> pa.StringArray:

@@ -41,7 +41,9 @@ class Request:
     def subset(self, user_indexes: list[int], builder: RequestBuilder) -> Request:
         """A request with only some of these users (to split or bisect a refused one)."""
         texts = [self.user_texts[i] for i in user_indexes]
-        return Request(builder.wrap(texts), [self.users[i] for i in user_indexes], texts, self.created)
+        return Request(
+            builder.wrap(texts), [self.users[i] for i in user_indexes], texts, self.created
+        )
 
 
 class RequestBuilder:
@@ -82,14 +84,19 @@ class RequestBuilder:
         return self._created if self._records else None
 
     def fits_alone(self, text: bytes, key: bytes | None) -> bool:
-        return len(self.prefix) + len(self.suffix) + self._user_cost(text, key, None) <= self.task.max_bytes
+        return (
+            len(self.prefix) + len(self.suffix) + self._user_cost(text, key, None)
+            <= self.task.max_bytes
+        )
 
     def add(self, row: int, text: bytes, key: bytes | None = None) -> list[Request]:
         """Add one record; return the requests that closed (none, usually)."""
         closed: list[Request] = []
         index = self._by_key.get(key) if self.events and key is not None else None
         cost = self._user_cost(text, key, index)
-        if self._records and (self._records >= self.task.max_records or self._size + cost > self.task.max_bytes):
+        if self._records and (
+            self._records >= self.task.max_records or self._size + cost > self.task.max_bytes
+        ):
             closed.append(self._close_pending())
             index, cost = None, self._user_cost(text, key, None)
         if not self._records:
@@ -132,7 +139,9 @@ class RequestBuilder:
             texts = self._texts
         request = Request(self.wrap(texts), self._users, texts, self._created)
         if len(request.body) != self._size:
-            raise AssertionError(f"body size bookkeeping is off: {len(request.body)} != {self._size}")
+            raise AssertionError(
+                f"body size bookkeeping is off: {len(request.body)} != {self._size}"
+            )
         self._reset()
         return request
 

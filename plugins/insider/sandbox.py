@@ -28,7 +28,18 @@ EMAIL = re.compile(r"^.+@.+\..+$")
 PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 EVENT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-PII = ("name", "surname", "email", "phone_number", "birthday", "gender", "age", "city", "country", "uuid")
+PII = (
+    "name",
+    "surname",
+    "email",
+    "phone_number",
+    "birthday",
+    "gender",
+    "age",
+    "city",
+    "country",
+    "uuid",
+)
 DEFAULT_IDENTIFIERS = ("email", "phone_number", "uuid")
 
 
@@ -189,10 +200,17 @@ def _check_user(user: Any) -> tuple[str, str] | None:
     identifiers = user.get("identifiers")
     if not isinstance(identifiers, dict) or not identifiers:
         return "identifiers", "identifiers are required"
-    if "email" in identifiers and not (isinstance(identifiers["email"], str) and EMAIL.match(identifiers["email"])):
+    if "email" in identifiers and not (
+        isinstance(identifiers["email"], str) and EMAIL.match(identifiers["email"])
+    ):
         return "identifiers.*.regexp(email)", f"user has an invalid email: {identifiers['email']}"
-    if "phone_number" in identifiers and not (isinstance(identifiers["phone_number"], str) and PHONE.match(identifiers["phone_number"])):
-        return "identifiers.*.regexp(phone_number)", f"user has an invalid phone number: {identifiers['phone_number']}"
+    if "phone_number" in identifiers and not (
+        isinstance(identifiers["phone_number"], str) and PHONE.match(identifiers["phone_number"])
+    ):
+        return (
+            "identifiers.*.regexp(phone_number)",
+            f"user has an invalid phone number: {identifiers['phone_number']}",
+        )
     if "uuid" in identifiers and not isinstance(identifiers["uuid"], str):
         return "identifiers.uuid.type", "uuid must be a string"
     if "attributes" not in user and "events" not in user:
@@ -225,7 +243,14 @@ def _value_problem(value: Any) -> str | None:
     if isinstance(value, dict):
         return "objects are not allowed"
     if isinstance(value, list):
-        kinds = {"bool" if isinstance(v, bool) else "number" if isinstance(v, int | float) else type(v).__name__ for v in value}
+        kinds = {
+            "bool"
+            if isinstance(v, bool)
+            else "number"
+            if isinstance(v, int | float)
+            else type(v).__name__
+            for v in value
+        }
         if kinds - {"str", "number"}:
             return "arrays may hold only strings or numbers"
         if len(kinds) > 1:
@@ -262,7 +287,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: the request log is in the state
 
     def do_POST(self) -> None:
@@ -283,7 +308,13 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         with state.lock:
             faults = state.faults
-            entry = {"method": self.command, "path": self.path, "bytes": len(raw), "at": time.time(), "status": None}
+            entry = {
+                "method": self.command,
+                "path": self.path,
+                "bytes": len(raw),
+                "at": time.time(),
+                "status": None,
+            }
             state.log.append(entry)
             if faults.drop_first > 0:
                 faults.drop_first -= 1
@@ -306,7 +337,9 @@ class _Handler(BaseHTTPRequestHandler):
                 faults.rate_limit_first -= 1
                 headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
                 return 429, {"error": "rejected: too many requests"}, headers
-            if faults.fail_first > 0 or (faults.fail_rate and state.random.random() < faults.fail_rate):
+            if faults.fail_first > 0 or (
+                faults.fail_rate and state.random.random() < faults.fail_rate
+            ):
                 faults.fail_first = max(0, faults.fail_first - 1)
                 return faults.fail_status, {"error": "sandbox fault"}, {}
         if self.headers.get("X-PARTNER-NAME") != state.partner:
@@ -332,7 +365,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
-        self.send_response(status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error")
+        self.send_response(
+            status,
+            HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error",
+        )
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
@@ -353,7 +389,13 @@ class _Server(ThreadingHTTPServer):
 class InsiderSandbox:
     """``with InsiderSandbox() as sandbox: ... sandbox.url ...``; serves on 127.0.0.1."""
 
-    def __init__(self, port: int = 0, partner: str = "sandbox", api_key: str | None = None, faults: Faults | None = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        partner: str = "sandbox",
+        api_key: str | None = None,
+        faults: Faults | None = None,
+    ) -> None:
         self.state = SandboxState(partner, api_key, faults or Faults())
         self.server = _Server(("127.0.0.1", port), _Handler)
         self.server.state = self.state
@@ -381,7 +423,9 @@ class InsiderSandbox:
                 setattr(self.state.faults, key, value)
 
     def start(self) -> InsiderSandbox:
-        self._thread = threading.Thread(target=self.server.serve_forever, name="insider-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="insider-sandbox", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -16,31 +16,74 @@ SANDBOX_KEY = "sandbox-api-key"  # not a secret: the sandbox's own demo key
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
+    parser.add_argument(
+        "--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)"
+    )
     parser.add_argument("--partner", default=SANDBOX_PARTNER, help="the partner name it accepts")
     parser.add_argument("--api-key", default=SANDBOX_KEY, help="the token it accepts")
-    parser.add_argument("--run", type=Path, metavar="JOB.yml", help="run this job against the sandbox, then stop; "
-                        "the job sees INSIDER_ENDPOINT, INSIDER_PARTNER_NAME and INSIDER_API_KEY")
-    parser.add_argument("--summary-json", type=Path, metavar="PATH", help="with --run: write the summary as JSON")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        metavar="JOB.yml",
+        help="run this job against the sandbox, then stop; "
+        "the job sees INSIDER_ENDPOINT, INSIDER_PARTNER_NAME and INSIDER_API_KEY",
+    )
+    parser.add_argument(
+        "--summary-json", type=Path, metavar="PATH", help="with --run: write the summary as JSON"
+    )
     faults = parser.add_argument_group("faults")
-    faults.add_argument("--fail-first", type=int, default=0, metavar="N", help="answer the first N requests with --fail-status")
+    faults.add_argument(
+        "--fail-first",
+        type=int,
+        default=0,
+        metavar="N",
+        help="answer the first N requests with --fail-status",
+    )
     faults.add_argument("--fail-status", type=int, default=500)
-    faults.add_argument("--fail-rate", type=float, default=0.0, metavar="P", help="answer this share of requests with --fail-status")
-    faults.add_argument("--rate-limit-first", type=int, default=0, metavar="N", help="answer the first N requests with 429")
-    faults.add_argument("--retry-after", metavar="SECONDS", help="the Retry-After header of those 429s")
-    faults.add_argument("--drop-first", type=int, default=0, metavar="N", help="drop the first N connections unanswered")
-    faults.add_argument("--delay", type=float, default=0.0, metavar="SECONDS", help="wait before every answer")
+    faults.add_argument(
+        "--fail-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="answer this share of requests with --fail-status",
+    )
+    faults.add_argument(
+        "--rate-limit-first",
+        type=int,
+        default=0,
+        metavar="N",
+        help="answer the first N requests with 429",
+    )
+    faults.add_argument(
+        "--retry-after", metavar="SECONDS", help="the Retry-After header of those 429s"
+    )
+    faults.add_argument(
+        "--drop-first",
+        type=int,
+        default=0,
+        metavar="N",
+        help="drop the first N connections unanswered",
+    )
+    faults.add_argument(
+        "--delay", type=float, default=0.0, metavar="SECONDS", help="wait before every answer"
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     faults = Faults(
-        fail_first=args.fail_first, fail_status=args.fail_status, fail_rate=args.fail_rate,
-        rate_limit_first=args.rate_limit_first, retry_after=args.retry_after,
-        drop_first=args.drop_first, delay_seconds=args.delay,
+        fail_first=args.fail_first,
+        fail_status=args.fail_status,
+        fail_rate=args.fail_rate,
+        rate_limit_first=args.rate_limit_first,
+        retry_after=args.retry_after,
+        drop_first=args.drop_first,
+        delay_seconds=args.delay,
     )
     with InsiderSandbox(args.port, args.partner, args.api_key, faults) as sandbox:
         if args.run is None:
-            print(f"Insider sandbox on {sandbox.url} (partner {args.partner!r}, token {args.api_key!r}); Ctrl-C stops it")
+            print(
+                f"Insider sandbox on {sandbox.url} (partner {args.partner!r}, token {args.api_key!r}); Ctrl-C stops it"
+            )
             sys.stdout.flush()
             try:
                 while True:
@@ -54,7 +97,9 @@ def _run_job(args: argparse.Namespace, sandbox: InsiderSandbox) -> int:
     from arrowbulk.cli import main  # the CLI imports this module; import it late
 
     os.environ.update(
-        INSIDER_ENDPOINT=sandbox.url, INSIDER_PARTNER_NAME=args.partner, INSIDER_API_KEY=args.api_key
+        INSIDER_ENDPOINT=sandbox.url,
+        INSIDER_PARTNER_NAME=args.partner,
+        INSIDER_API_KEY=args.api_key,
     )
     print(f"Insider sandbox on {sandbox.url}; running {args.run}\n")
     command = ["run", str(args.run), "--no-progress"]
@@ -63,7 +108,9 @@ def _run_job(args: argparse.Namespace, sandbox: InsiderSandbox) -> int:
     code = main(command)
     profiles = sandbox.profiles()
     requests = sandbox.requests
-    print(f"\nThe sandbox answered {len(requests)} request(s) and now holds {len(profiles)} profile(s).")
+    print(
+        f"\nThe sandbox answered {len(requests)} request(s) and now holds {len(profiles)} profile(s)."
+    )
     return code
 
 

@@ -71,10 +71,13 @@ class Spec:
         return rules
 
     @staticmethod
-    def _property(section: Mapping[str, Any], name: str, root: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    def _property(
+        section: Mapping[str, Any], name: str, root: Mapping[str, Any] | None = None
+    ) -> Mapping[str, Any]:
         """The schema one key of ``section`` must match, ``$ref``s resolved against ``root``."""
         schema = section.get("properties", {}).get(name, section.get("additionalProperties", {}))
-        return resolve_refs(schema, root or section)
+        resolved: Mapping[str, Any] = resolve_refs(schema, root or section)
+        return resolved
 
 
 def resolve_refs(schema: Any, root: Mapping[str, Any]) -> Any:

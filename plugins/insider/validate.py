@@ -64,11 +64,15 @@ class _ColumnValidator:
 class RecordValidator:
     """Validates prepared batches for one plan; built once per task."""
 
-    def __init__(self, plan: Plan, task: InsiderTask, spec: Spec, now: dt.datetime | None = None) -> None:
+    def __init__(
+        self, plan: Plan, task: InsiderTask, spec: Spec, now: dt.datetime | None = None
+    ) -> None:
         self.plan, self.task, self.spec = plan, task, spec
         self.now = now
         self.columns = [_compile(column) for column in plan.columns]
-        self.required_params = spec.required_event_params() if plan.operation is Operation.EVENTS else {}
+        self.required_params = (
+            spec.required_event_params() if plan.operation is Operation.EVENTS else {}
+        )
 
     @property
     def uncompiled(self) -> list[str]:
@@ -89,7 +93,12 @@ class RecordValidator:
             values = prepared[checker.column.name]
             if values.errors is not None:
                 errors = values.errors
-                flag(pc.is_valid(errors), checker.column.name, "array", lambda r, e=errors: e[r].as_py())
+                flag(
+                    pc.is_valid(errors),
+                    checker.column.name,
+                    "array",
+                    lambda r, e=errors: e[r].as_py(),
+                )
             self._column_rules(checker, values, flag)
         self._row_rules(prepared, rows, flag)
         issues.sort(key=lambda issue: issue.row)
@@ -100,7 +109,9 @@ class RecordValidator:
         if checker.rules is None:
             present = pc.indices_nonzero(values.present()).to_pylist()
             bad = [r for r in present if _first_error(checker.validator, values.json[r].as_py())]
-            mask = pc.is_in(pa.array(range(len(values.json)), pa.int64()), pa.array(bad, pa.int64()))
+            mask = pc.is_in(
+                pa.array(range(len(values.json)), pa.int64()), pa.array(bad, pa.int64())
+            )
             flag(mask, name, "schema", lambda r: _message(checker, values, r))
             return
         for rule in checker.rules:
@@ -109,31 +120,68 @@ class RecordValidator:
     def _row_rules(self, prepared: Mapping[str, Prepared], rows: int, flag: Any) -> None:
         plan = self.plan
         no_identifier = _none_present(prepared, plan.identifiers, rows)
-        flag(no_identifier, None, "identifier", lambda r: "no identifier value: every user needs at least one of " + ", ".join(c.name for c in plan.identifiers))
+        flag(
+            no_identifier,
+            None,
+            "identifier",
+            lambda r: (
+                "no identifier value: every user needs at least one of "
+                + ", ".join(c.name for c in plan.identifiers)
+            ),
+        )
         operation = plan.operation
         if operation is Operation.EVENTS:
             self._event_rules(prepared, rows, flag)
         elif plan.payload:
             names = ", ".join(c.name for c in plan.payload)
-            flag(_none_present(prepared, plan.payload, rows), None, "empty", lambda r: f"nothing to send: {names} are all null")
-        if operation.is_audience and all(n in prepared for n in ("td_audience_id", "td_audience_name")):
+            flag(
+                _none_present(prepared, plan.payload, rows),
+                None,
+                "empty",
+                lambda r: f"nothing to send: {names} are all null",
+            )
+        if operation.is_audience and all(
+            n in prepared for n in ("td_audience_id", "td_audience_name")
+        ):
             ids, names_ = prepared["td_audience_id"], prepared["td_audience_name"]
             mismatch = pc.not_equal(_list_lengths(ids), _list_lengths(names_))
-            flag(mismatch, "td_audience_name", "audience_length", lambda r: (
-                f"td_audience_id has {_list_lengths(ids)[r].as_py()} values but td_audience_name has "
-                f"{_list_lengths(names_)[r].as_py()}; they must pair up"))
+            flag(
+                mismatch,
+                "td_audience_name",
+                "audience_length",
+                lambda r: (
+                    f"td_audience_id has {_list_lengths(ids)[r].as_py()} values but td_audience_name has "
+                    f"{_list_lengths(names_)[r].as_py()}; they must pair up"
+                ),
+            )
 
     def _event_rules(self, prepared: Mapping[str, Prepared], rows: int, flag: Any) -> None:
         names = prepared["event_name"].strings
         for column in ("event_name", "timestamp"):
-            flag(pc.invert(prepared[column].present()), column, "required", lambda r, c=column: f"{c} is required for every event")
+            flag(
+                pc.invert(prepared[column].present()),
+                column,
+                "required",
+                lambda r, c=column: f"{c} is required for every event",
+            )
         for event_name, params in self.required_params.items():
-            is_event = pc.fill_null(pc.equal(names, event_name), False) if names is not None else None
+            is_event = (
+                pc.fill_null(pc.equal(names, event_name), False) if names is not None else None
+            )
             if is_event is None:
                 continue
             for param in params:
-                missing = is_event if param not in prepared else pc.and_(is_event, pc.invert(prepared[param].present()))
-                flag(missing, param, "required", lambda r, p=param, e=event_name: f"{e} events require the parameter {p!r}")
+                missing = (
+                    is_event
+                    if param not in prepared
+                    else pc.and_(is_event, pc.invert(prepared[param].present()))
+                )
+                flag(
+                    missing,
+                    param,
+                    "required",
+                    lambda r, p=param, e=event_name: f"{e} events require the parameter {p!r}",
+                )
         self._retention(prepared, rows, flag)
 
     def _retention(self, prepared: Mapping[str, Prepared], rows: int, flag: Any) -> None:
@@ -141,15 +189,28 @@ class RecordValidator:
         seconds = event_epoch_seconds(prepared["timestamp"].strings)
         if names is None or seconds is None:
             return
-        now = (self.now or dt.datetime.now(dt.timezone.utc)).timestamp()
+        now = (self.now or dt.datetime.now(dt.UTC)).timestamp()
         unique_names = pc.drop_null(pc.unique(names))
-        limits = {n: self.spec.retention_days(n, self.task.retention_days) for n in unique_names.to_pylist()}
-        days = pc.take(pa.array(list(limits.values()), pa.float64()), pc.index_in(names, value_set=unique_names))
+        limits = {
+            n: self.spec.retention_days(n, self.task.retention_days)
+            for n in unique_names.to_pylist()
+        }
+        days = pc.take(
+            pa.array(list(limits.values()), pa.float64()),
+            pc.index_in(names, value_set=unique_names),
+        )
         too_old = pc.less(seconds, pc.subtract(now, pc.multiply(days, 86400.0)))
-        flag(too_old, "timestamp", "retention", lambda r: (
-            f"a {names[r].as_py()} event from {prepared['timestamp'].strings[r].as_py()} is older than "
-            f"Insider keeps such events ({limits[names[r].as_py()]} days) and would be dropped silently; "
-            f"if your tenant keeps them longer, set out.event_retention_days: {{{names[r].as_py()}: DAYS}}"))
+        stamps = prepared["timestamp"].json
+        flag(
+            too_old,
+            "timestamp",
+            "retention",
+            lambda r: (
+                f"a {names[r].as_py()} event from {stamps[r].as_py()} is older than "
+                f"Insider keeps such events ({limits[names[r].as_py()]} days) and would be dropped silently; "
+                f"if your tenant keeps them longer, set out.event_retention_days: {{{names[r].as_py()}: DAYS}}"
+            ),
+        )
 
 
 def event_epoch_seconds(timestamps: pa.Array | None) -> pa.DoubleArray | None:
@@ -177,7 +238,9 @@ def _list_lengths(values: Prepared) -> pa.Array:
     return lengths
 
 
-def _none_present(prepared: Mapping[str, Prepared], columns: Sequence[ColumnPlan], rows: int) -> pa.BooleanArray:
+def _none_present(
+    prepared: Mapping[str, Prepared], columns: Sequence[ColumnPlan], rows: int
+) -> pa.BooleanArray:
     any_present = pa.array([False] * rows, pa.bool_())
     for column in columns:
         any_present = pc.or_(any_present, prepared[column.name].present())
@@ -207,4 +270,3 @@ def _message(checker: _ColumnValidator, values: Prepared, row: int) -> str:
     if message is None:  # the compiled rule and jsonschema disagree: say so rather than guess
         return f"{text} breaks the {role} spec (compiled check; jsonschema found no error)"
     return f"{message} (as {role})"
-
