@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,3 +78,73 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+# --- Insider -------------------------------------------------------------------------------
+
+PARTNER = "acme"
+API_KEY = "test-key-7f3a9c2e51"
+
+
+@pytest.fixture
+def sandbox():
+    from arrowbulk.plugins.insider.sandbox import InsiderSandbox
+
+    with InsiderSandbox(partner=PARTNER, api_key=API_KEY) as server:
+        yield server
+
+
+class InsiderRun:
+    """What one insider job did: exit code, output, summary, rejects."""
+
+    def __init__(
+        self, result: CliResult, summary: dict[str, Any], rejects: list[dict[str, Any]]
+    ) -> None:
+        self.code, self.out, self.err = result.code, result.out, result.err
+        self.summary = summary
+        self.rejects = rejects
+
+    @property
+    def rows(self) -> dict[str, int]:
+        return self.summary["rows"]
+
+
+@pytest.fixture
+def run_insider(tmp_path: Path, cli, sandbox) -> Callable[..., InsiderRun]:
+    counter = iter(range(1000))
+
+    def run(table: pa.Table, endpoint: str | None = None, **out: Any) -> InsiderRun:
+        n = next(counter)
+        data = tmp_path / f"input-{n}.parquet"
+        pq.write_table(table, data)
+        config = {
+            "type": "insider",
+            "api_key": API_KEY,
+            "partner_name": PARTNER,
+            "endpoint": endpoint or sandbox.url,
+            "reject_file": f"rejects-{n}.jsonl",
+            "backoff_base_seconds": 0.01,
+            "backoff_max_seconds": 0.05,
+            **out,
+        }
+        job = tmp_path / f"job-{n}.yml"
+        job.write_text(
+            yaml.safe_dump({"in": {"type": "file", "path": data.name}, "out": config}),
+            encoding="utf-8",
+        )
+        summary_path = tmp_path / f"summary-{n}.json"
+        result = cli("run", job, "--no-progress", "--summary-json", summary_path)
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        reject_path = tmp_path / f"rejects-{n}.jsonl"
+        rejects = (
+            [json.loads(line) for line in reject_path.read_text().splitlines()]
+            if reject_path.exists()
+            else []
+        )
+        return InsiderRun(result, summary, rejects)
+
+    return run
+
+
+def bodies(sandbox, path: str = "/api/user/v1/upsert") -> list[dict[str, Any]]:
+    return [r["body"] for r in sandbox.requests if r["path"] == path and "body" in r]

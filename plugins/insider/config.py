@@ -20,6 +20,8 @@ from arrowbulk import RunContext, Secret
 from arrowbulk.errors import ConfigError
 
 API_KEY_ENV = "INSIDER_API_KEY"
+ENDPOINT_ENV = "INSIDER_ENDPOINT"
+DEFAULT_ENDPOINT = "https://unification.useinsider.com"
 
 
 class Operation(enum.Enum):
@@ -120,7 +122,7 @@ def resolve(
         api_key = Secret(env[API_KEY_ENV])
     if not isinstance(api_key, Secret):
         raise ConfigError(f"out.api_key: required; set it, or export {API_KEY_ENV}")
-    endpoint = config["endpoint"].rstrip("/")
+    endpoint = (config.get("endpoint") or env.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT).rstrip("/")
     _check_transport(endpoint, config["allow_insecure_http"])
     fields = config["custom_identifier_fields"]
     custom = fields if isinstance(fields, list) else [f for f in fields.split(",") if f]
@@ -162,6 +164,8 @@ def resolve(
 
 def _check_transport(endpoint: str, allow_insecure: bool) -> None:
     parts = urlsplit(endpoint)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(f"out.endpoint (or ${ENDPOINT_ENV}): {endpoint!r} is not an http(s) URL")
     if parts.scheme == "https" or allow_insecure:
         return
     host = parts.hostname or ""

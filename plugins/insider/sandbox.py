@@ -424,7 +424,10 @@ class InsiderSandbox:
 
     def start(self) -> InsiderSandbox:
         self._thread = threading.Thread(
-            target=self.server.serve_forever, name="insider-sandbox", daemon=True
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # shutdown() waits up to one poll
+            name="insider-sandbox",
+            daemon=True,
         )
         self._thread.start()
         return self
