@@ -192,9 +192,9 @@ def test_user_attributes_delete_pii(run_insider, sandbox) -> None:
     assert bodies(sandbox, "/api/user/v1/anonymize") == [
         {"identifiers": {"uuid": "u1", "email": "ada@example.com"}}
     ]
-    remaining = [
+    remaining = next(
         p for p in sandbox.profiles() if p["attributes"].get("custom", {}).get("tier") == "gold"
-    ][0]
+    )
     assert remaining["identifiers"] == {} and "name" not in remaining["attributes"]
 
 
