@@ -36,7 +36,9 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
-        if len(value) >= 4:  # shorter values would mask ordinary words; such keys are invalid
+        # Scrubbing is a second guard behind the wrapper; values this short would mask
+        # ordinary words in messages (a sample config's key is literally "api_key").
+        if len(value) >= 8:
             with _known_lock:
                 _known.add(value)
 
