@@ -28,6 +28,11 @@ class SchemaError(ArrowbulkError):
 class RecordError(ArrowbulkError):
     """A record is invalid and the job was told not to skip invalid records."""
 
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        #: the rule it broke, for the summary's count of rejections by reason
+        self.reason = reason
+
 
 class JobError(ArrowbulkError):
     """The job could not finish: the destination refused it, retries ran out, a file vanished."""

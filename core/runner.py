@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from arrowbulk.config import PipelineConfig, validate_section
-from arrowbulk.errors import ArrowbulkError, JobError
+from arrowbulk.errors import ArrowbulkError, JobError, RecordError
 from arrowbulk.lifecycle import TaskScope
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry
@@ -127,6 +127,7 @@ class _TaskControl:
         self.committed = [False] * task_count
         self.rows_read = 0
         self.check_figures: dict[str, Any] | None = None
+        self.check_report: TaskReport | None = None
         self._lock = threading.Lock()
         self._cancel = threading.Event()
 
@@ -152,6 +153,8 @@ class _TaskControl:
                 summary.add_report(report)
         if self.check_figures:
             summary.details["record_check"] = self.check_figures
+        if self.check_report is not None:
+            summary.add_report(self.check_report)
 
     def _record_check(self, task: Any) -> None:
         check = self.job.output.record_check(task, self.schema)
@@ -160,11 +163,21 @@ class _TaskControl:
         if not self.job.input.replayable:
             log.warning("the input cannot be read twice: records are checked while sending")
             return
-        for index in range(self.task_count):
-            first_row = 0
-            for batch in self.job.input.read(index):
-                check.add(batch, index, first_row)
-                first_row += batch.num_rows
+        checked = 0
+        try:
+            for index in range(self.task_count):
+                first_row = 0
+                for batch in self.job.input.read(index):
+                    checked += batch.num_rows
+                    check.add(batch, index, first_row)
+                    first_row += batch.num_rows
+        except RecordError as error:
+            # The job stops before sending: the rows checked so far are its whole account.
+            report = TaskReport()
+            report.reject(error.reason or "invalid record")
+            report.settle(checked)
+            self.rows_read, self.check_report = checked, report
+            raise
         self.check_figures = check.finish()
 
     def _run_task(self, task: Any, index: int) -> None:

@@ -230,7 +230,7 @@ def _check_operation(plan: Plan, schema: pa.Schema) -> None:
             raise SchemaError(
                 f"{len(custom)} custom attributes; Insider allows at most {MAX_CUSTOM_ATTRIBUTES} per tenant"
             )
-    for column in payload:
+    for column in plan.columns:
         _check_type_fits(column, schema.field(column.name).type)
 
 
@@ -251,8 +251,9 @@ def _check_type_fits(column: ColumnPlan, arrow_type: pa.DataType) -> None:
     if column.kind is Kind.NUMBER and "integer" in expected:
         return  # floats holding whole numbers are fine; each value is checked
     if not sent_as & expected:
+        article = "an" if column.role.value[0] in "aeiou" else "a"
         raise SchemaError(
-            f"{column.name} is a {column.role.value} of type {' or '.join(sorted(expected))}, "
+            f"{column.name} ({article} {column.role.value}) must be a {' or '.join(sorted(expected))}, "
             f"but the column is {arrow_type}; cast it in the query"
         )
 

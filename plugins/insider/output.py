@@ -126,7 +126,8 @@ class InsiderRecordCheck(RecordCheck):
             raise RecordError(
                 f"{_where(task_index, first_row + issue.row)}, column {issue.column or '-'}, "
                 f"rule {issue.rule}: {issue.message}. Nothing was sent. Fix the data, or set "
-                "skip_invalid_records: true to send the valid records and reject the others"
+                "skip_invalid_records: true to send the valid records and reject the others",
+                reason=issue.reason,
             )
 
     def finish(self) -> dict[str, Any]:
@@ -275,7 +276,8 @@ class InsiderPage(PageOutput):
             issue = issues[0]
             raise RecordError(
                 f"{_where(self.task_index, first_row + issue.row)}, column {issue.column or '-'}, rule {issue.rule}: "
-                f"{issue.message}. Set skip_invalid_records: true to skip such records"
+                f"{issue.message}. Set skip_invalid_records: true to skip such records",
+                reason=issue.reason,
             )
 
     def _on_server_reject(
