@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -115,8 +116,8 @@ def run_insider(tmp_path: Path, cli, sandbox) -> Callable[..., InsiderRun]:
 
     def run(table: pa.Table, endpoint: str | None = None, **out: Any) -> InsiderRun:
         n = next(counter)
-        data = tmp_path / f"input-{n}.parquet"
-        pq.write_table(table, data)
+        data = tmp_path / f"input-{n}.arrow"  # one file, one task: request boundaries are exact
+        feather.write_feather(table, data)
         config = {
             "type": "insider",
             "api_key": API_KEY,
