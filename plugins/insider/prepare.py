@@ -59,12 +59,10 @@ def prepare(column: ColumnPlan, values: pa.Array) -> Prepared:
 
 
 def _numbers(name: str, values: pa.Array, integral: bool) -> Prepared:
-    if pat.is_decimal(values.type):
-        numbers = values.cast(pa.float64())
-        text = values.cast(pa.string())  # exact decimal text is a valid JSON number
-    else:
-        numbers = values.cast(pa.float64())
-        text = values.cast(pa.string())
+    # The doubles are only for checks (bounds, integrality); the text sent is exact, so
+    # integers past 2**53 and decimals keep every digit.
+    numbers = values.cast(pa.float64(), safe=False)
+    text = values.cast(pa.string())
     if not integral:
         finite = pc.is_finite(numbers)  # NaN and infinities mean "no value", like null
         numbers = pc.if_else(finite, numbers, pa.scalar(None, pa.float64()))
@@ -100,7 +98,7 @@ def _lists(name: str, values: pa.Array) -> Prepared:
             name, json_string_lists(lists), string_lists=lists, errors=_null_items(lists)
         )
     lists = values.cast(NUMBER_LIST) if not pat.is_integer(item) else values
-    number_lists = values.cast(NUMBER_LIST)
+    number_lists = values.cast(NUMBER_LIST, safe=False)
     return Prepared(
         name,
         _json_lists(lists, json_numbers(lists.values)),
