@@ -13,9 +13,18 @@ from arrowbulk.resources import load_schema
 # schema file -> (a valid instance, an invalid instance)
 EXAMPLES: dict[str, tuple[Any, Any]] = {
     "core/exec.json": ({"max_threads": 4}, {"max_threads": 0}),
-    "file/input.json": ({"type": "file", "path": "a/*.parquet"}, {"type": "file", "path": "a.csv", "batch_size": 0}),
-    "file/output.json": ({"type": "file", "path": "out.parquet"}, {"type": "file", "path": "o.csv", "format": "csv"}),
-    "sql/input.json": ({"type": "sql", "query": "SELECT 1"}, {"type": "sql", "query": "SELECT 1", "tables": {"bad name": "x"}}),
+    "file/input.json": (
+        {"type": "file", "path": "a/*.parquet"},
+        {"type": "file", "path": "a.csv", "batch_size": 0},
+    ),
+    "file/output.json": (
+        {"type": "file", "path": "out.parquet"},
+        {"type": "file", "path": "o.csv", "format": "csv"},
+    ),
+    "sql/input.json": (
+        {"type": "sql", "query": "SELECT 1"},
+        {"type": "sql", "query": "SELECT 1", "tables": {"bad name": "x"}},
+    ),
     "null/output.json": ({"type": "null"}, {"type": "null", "path": "x"}),
     "insider/output.json": (
         {"type": "insider", "api_key": "k", "partner_name": "acme", "export_mode": "USER_EVENTS"},
@@ -26,16 +35,39 @@ EXAMPLES: dict[str, tuple[Any, Any]] = {
         {"uuid": "undefined"},
     ),
     "insider/attributes.json": (
-        {"name": "Ada", "birthday": "1990-05-01T00:00:00Z", "email_optin": True, "static_segment_id": [1, 2],
-         "country": "TR", "language": "en_US", "tier": "gold", "tags": ["a", "b"]},
+        {
+            "name": "Ada",
+            "birthday": "1990-05-01T00:00:00Z",
+            "email_optin": True,
+            "static_segment_id": [1, 2],
+            "country": "TR",
+            "language": "en_US",
+            "tier": "gold",
+            "tags": ["a", "b"],
+        },
         {"tags": [{"nested": "object"}]},
     ),
     "insider/event.json": (
-        {"event_name": "purchase", "timestamp": "2026-01-10T21:35:20Z",
-         "event_params": {"event_group_id": "O-1", "currency": "USD", "unit_sale_price": 9.5, "quantity": 1}},
-        {"event_name": "purchase", "timestamp": "2026-01-10T21:35:20Z", "event_params": {"currency": "USD"}},
+        {
+            "event_name": "purchase",
+            "timestamp": "2026-01-10T21:35:20Z",
+            "event_params": {
+                "event_group_id": "O-1",
+                "currency": "USD",
+                "unit_sale_price": 9.5,
+                "quantity": 1,
+            },
+        },
+        {
+            "event_name": "purchase",
+            "timestamp": "2026-01-10T21:35:20Z",
+            "event_params": {"currency": "USD"},
+        },
     ),
-    "insider/audience.json": ({"td_audience_id": [1, 2], "td_audience_name": ["A", "B"]}, {"td_audience_id": ["1"]}),
+    "insider/audience.json": (
+        {"td_audience_id": [1, 2], "td_audience_name": ["A", "B"]},
+        {"td_audience_id": ["1"]},
+    ),
 }
 DATA_FILES = {"insider/events.json"}  # data the plugin reads, not a schema
 
@@ -45,7 +77,11 @@ def shipped_schemas() -> set[str]:
     found = set()
     for folder in root.iterdir():
         if folder.is_dir():
-            found |= {f"{folder.name}/{entry.name}" for entry in folder.iterdir() if entry.name.endswith(".json")}
+            found |= {
+                f"{folder.name}/{entry.name}"
+                for entry in folder.iterdir()
+                if entry.name.endswith(".json")
+            }
     return found - DATA_FILES
 
 

@@ -171,9 +171,11 @@ def _items(item_schema: Mapping[str, Any], schema: Mapping[str, Any]) -> list[Ru
     def check(p: Prepared) -> pa.BooleanArray:
         failing = _none(p)
         for lists, field in ((p.string_lists, "strings"), (p.number_lists, "numbers")):
-            if lists is None or len(lists.values) == 0:
+            if lists is None:
                 continue
-            flat = lists.values
+            flat = pc.list_flatten(lists)  # respects slices, like list_parent_indices
+            if len(flat) == 0:
+                continue
             items = Prepared("item", flat.cast(pa.string()), **{field: flat})
             bad_items = _none(items)
             for rule in item_rules:

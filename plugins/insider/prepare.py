@@ -109,7 +109,7 @@ def _lists(name: str, values: pa.Array) -> Prepared:
 
 def _null_items(lists: pa.ListArray) -> pa.StringArray | None:
     """A null or NaN inside an array cannot be sent (Insider refuses mixed arrays)."""
-    flat = lists.values
+    flat = pc.list_flatten(lists)
     bad = pc.invert(pc.is_valid(flat))
     if pat.is_floating(flat.type):
         bad = pc.or_(bad, pc.invert(pc.fill_null(pc.is_finite(flat), True)))
@@ -157,11 +157,11 @@ def json_number_lists(lists: pa.ListArray) -> pa.StringArray:
 
 def _json_lists(lists: pa.ListArray, item_json: pa.StringArray) -> pa.StringArray:
     """``[item,item]`` per row from the items' JSON texts; a null list stays null."""
-    if lists.offset != 0 or len(lists.values) != len(item_json):
-        raise ValueError("lists must be unsliced")
-    rebuilt = pa.ListArray.from_arrays(lists.offsets, item_json, mask=pc.invert(pc.is_valid(lists)))
-    joined = pc.binary_join(rebuilt, ",")
-    return pc.binary_join_element_wise("[", joined, "]", "")
+    # ``offsets`` of a sliced ListArray point into the whole ``values``, which is what
+    # ``item_json`` was computed from, so slices (batches cut by rebatch) need no copy.
+    rebuilt = pa.ListArray.from_arrays(lists.offsets, item_json)
+    joined = pc.binary_join_element_wise("[", pc.binary_join(rebuilt, ","), "]", "")
+    return pc.if_else(pc.is_valid(lists), joined, pa.scalar(None, pa.string()))
 
 
 def rfc3339(values: pa.Array) -> pa.StringArray:

@@ -1,0 +1,66 @@
+"""A fast loopback HTTP sink that checks every record arrives exactly once.
+
+It answers like Insider (HTTP 200, ``data.successful.count``) and counts the user ids in each
+body with one regular expression over the bytes, so it costs the exporter little CPU. Runs in
+its own process: ``python benchmarks/sink.py PORT_FILE KEY``, KEY being the JSON key whose
+string values identify a record (``uuid`` for users, ``event_group_id`` for events).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ID = re.compile(rb'"uuid":"([^"]+)"')  # replaced by the key named on the command line
+
+
+class Sink(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    seen: dict[bytes, int] = {}
+    requests = 0
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        ids = ID.findall(body)
+        Sink.requests += 1
+        for key in ids:
+            Sink.seen[key] = Sink.seen.get(key, 0) + 1
+        users = body.count(b'"identifiers"')
+        self._answer(b'{"data":{"successful":{"count":%d},"fail":{}}}' % users)
+
+    def do_GET(self) -> None:
+        if self.path == "/_stats":
+            seen = Sink.seen
+            dupes = sum(1 for c in seen.values() if c > 1)
+            self._answer(
+                b'{"requests":%d,"distinct":%d,"duplicates":%d}' % (Sink.requests, len(seen), dupes)
+            )
+        elif self.path == "/_reset":
+            Sink.seen, Sink.requests = {}, 0
+            self._answer(b"{}")
+
+    def _answer(self, data: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def main() -> None:
+    global ID
+    ID = re.compile(b'"' + sys.argv[2].encode() + b'":"([^"]+)"')
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    server.daemon_threads = True
+    Path(sys.argv[1]).write_text(str(server.server_address[1]))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
