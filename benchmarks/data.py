@@ -20,8 +20,8 @@ EVENTS = [
 ]
 
 
-def _pick(values: list, index: pa.Array, type_: pa.DataType = pa.string()) -> pa.Array:
-    return pc.take(pa.array(values, type_), pc.cast(index, pa.int64()))
+def _pick(values: list, index: pa.Array) -> pa.Array:
+    return pc.take(pa.array(values), pc.cast(index, pa.int64()))
 
 
 def _text(prefix: str, ids: pa.Array, suffix: str = "") -> pa.Array:
@@ -38,10 +38,13 @@ def _lists(ids: np.ndarray, make: pa.Array, max_len: int) -> pa.Array:
 def users(rows: int) -> pa.Table:
     ids_np = np.arange(rows, dtype=np.int64)
     ids = pa.array(ids_np)
-    mod = lambda n: pa.array(ids_np % n)  # noqa: E731
-    null_every = lambda values, n: pc.if_else(
-        pa.array(ids_np % n == 0), pa.scalar(None, values.type), values
-    )
+
+    def mod(n: int) -> pa.Array:
+        return pa.array(ids_np % n)
+
+    def null_every(values: pa.Array, n: int) -> pa.Array:
+        return pc.if_else(pa.array(ids_np % n == 0), pa.scalar(None, values.type), values)
+
     base = np.datetime64("1960-01-01", "s")
     birthdays = (base + (ids_np * 7919 % 16000) * np.timedelta64(1, "D")).astype("datetime64[s]")
     return pa.table(
