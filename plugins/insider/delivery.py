@@ -120,19 +120,19 @@ class Delivery:
             tally.retries += answer.attempts - 1
         if answer.status == 200:
             self._settle(request, answer, tally, on_reject)
-        elif answer.status in {400, 413} and len(request.users) > 1:
+        elif answer.status in {400, 413} and request.user_count > 1:
             # Too large, or refused as a whole for what may be one bad user: halve and resend,
             # down to single users, whose refusal is then a rejection with the server's reason.
             with tally.lock:
                 tally.splits += 1
-            middle = len(request.users) // 2
-            for half in (list(range(middle)), list(range(middle, len(request.users)))):
+            middle = request.user_count // 2
+            for half in (list(range(middle)), list(range(middle, request.user_count))):
                 self._deliver(request.subset(half, builder), builder, tally, on_reject)
         else:
             rule = f"server: HTTP {answer.status}"
             self._reject_users(
                 request,
-                range(len(request.users)),
+                range(request.user_count),
                 rule,
                 answer.message,
                 answer.attempts,
@@ -141,13 +141,13 @@ class Delivery:
             )
 
     def _settle(self, request: Request, answer: Answer, tally: Tally, on_reject: OnReject) -> None:
-        failed = failed_users(answer.data, len(request.users))
+        failed = failed_users(answer.data, request.user_count)
         if failed:
             for index, (rule, message) in failed.items():
                 self._reject_users(
                     request, [index], rule, message, answer.attempts, tally, on_reject
                 )
-        accepted = sum(len(rows) for i, rows in enumerate(request.users) if i not in failed)
+        accepted = request.record_count - sum(len(request.rows_of(i)) for i in failed)
         with tally.lock:
             tally.accepted += accepted
 
@@ -162,13 +162,13 @@ class Delivery:
         on_reject: OnReject,
     ) -> None:
         for index in indexes:
-            rows = request.users[index]
+            rows = request.rows_of(index)
             with tally.lock:
                 tally.reject(rule, len(rows))
             for row in rows:
-                on_reject(row, rule, message, request.user_texts[index], attempt)
+                on_reject(row, rule, message, request.user_text(index), attempt)
         if not self.task.skip_invalid_records:
-            first = request.users[indexes[0]][0]
+            first = request.rows_of(indexes[0])[0]
             self.fail(
                 RecordError(
                     f"row {first}: Insider refused the record ({message}); the job stops because "

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import Future, wait
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -24,7 +26,7 @@ from arrowbulk.plugins.insider.config import InsiderTask, Operation, resolve
 from arrowbulk.plugins.insider.delivery import Delivery, Tally
 from arrowbulk.plugins.insider.encode import encode_users, identifier_objects
 from arrowbulk.plugins.insider.prepare import Prepared, prepare
-from arrowbulk.plugins.insider.requests import RequestBuilder
+from arrowbulk.plugins.insider.requests import Request, RequestBuilder
 from arrowbulk.plugins.insider.spec import load_spec
 from arrowbulk.plugins.insider.validate import Issue, RecordValidator
 from arrowbulk.rejects import RejectWriter
@@ -162,55 +164,48 @@ class InsiderPage(PageOutput):
             if verdict.issues:
                 self._reject_invalid(batch, first_row, verdict.issues)
                 valid = verdict.valid
-        texts = encode_users(self.plan, prepared, rows)
-        keys = (
-            identifier_objects(self.plan, prepared, rows)
-            if self.plan.operation is Operation.EVENTS
-            else None
-        )
+        texts = encode_users(self.plan, prepared, rows).cast(pa.binary())
+        events = self.plan.operation is Operation.EVENTS
+        keys = identifier_objects(self.plan, prepared, rows).cast(pa.binary()) if events else None
+        row_numbers = np.arange(first_row, first_row + rows, dtype=np.int64)
         if valid is not None:
-            row_numbers = pa.array(range(first_row, first_row + rows), pa.int64()).filter(valid)
-            texts, keys = texts.filter(valid), keys.filter(valid) if keys is not None else None
-        else:
-            row_numbers = pa.array(range(first_row, first_row + rows), pa.int64())
-        self._queue(
-            row_numbers.to_pylist(),
-            texts.cast(pa.binary()).to_pylist(),
-            keys.cast(pa.binary()).to_pylist() if keys is not None else None,
-            batch,
-            first_row,
-        )
+            keep = valid.to_numpy(zero_copy_only=False)
+            row_numbers, texts = row_numbers[keep], texts.filter(valid)
+            keys = keys.filter(valid) if keys is not None else None
+        self._queue(row_numbers, texts, keys, batch, first_row)
 
     def _queue(
         self,
-        rows: list[int],
-        texts: list[bytes],
-        keys: list[bytes] | None,
+        rows: np.ndarray,
+        texts: pa.Array,
+        keys: pa.Array | None,
         batch: pa.RecordBatch,
         first_row: int,
     ) -> None:
+        oversize = self.builder.too_large(texts, keys)
+        if oversize.any():
+            for position in np.flatnonzero(oversize).tolist():
+                size = len(texts[position].as_py())
+                issue = Issue(
+                    int(rows[position]) - first_row,
+                    None,
+                    "too_large",
+                    f"the record alone is {size:,} bytes of JSON; a request may be at most {self.task.max_bytes:,}",
+                )
+                self._reject_invalid(batch, first_row, [issue])
+            fits = pa.array(~oversize)
+            rows, texts = rows[~oversize], texts.filter(fits)
+            keys = keys.filter(fits) if keys is not None else None
         with self.lock:
-            for position, (row, text) in enumerate(zip(rows, texts, strict=True)):
-                key = keys[position] if keys is not None else None
-                if not self.builder.fits_alone(text, key):
-                    issue = Issue(
-                        row - first_row,
-                        None,
-                        "too_large",
-                        f"the record alone is {len(text):,} bytes of JSON; a request may be at most {self.task.max_bytes:,}",
-                    )
-                    self._reject_invalid(batch, first_row, [issue])
-                    continue
-                for request in self.builder.add(row, text, key):
-                    self.futures.append(
-                        self.job.delivery.submit(
-                            request, self.builder, self.tally, self._on_server_reject
-                        )
-                    )
+            for request in self.builder.add(rows, texts, keys):
+                self._submit(request)
+
+    def _submit(self, request: Request) -> None:
+        self.futures.append(
+            self.job.delivery.submit(request, self.builder, self.tally, self._on_server_reject)
+        )
 
     def flush_if_older_than(self, max_wait: float) -> None:
-        import time
-
         with self.lock:
             oldest = self.builder.oldest()
             if oldest is None or time.monotonic() - oldest < max_wait:
