@@ -39,31 +39,60 @@ def parse_array_texts(texts: pa.Array) -> ParsedArrays:
     texts = texts.cast(pa.string())
     trimmed = pc.utf8_trim_whitespace(texts)
     is_array = pc.starts_with(trimmed, "[")
-    simple_strings = pc.and_(is_array, pc.match_substring_regex(trimmed, _SIMPLE_STRINGS))
-    simple_numbers = pc.and_(
-        is_array,
-        pc.and_(
-            pc.match_substring_regex(trimmed, _SIMPLE_NUMBERS),
-            pc.invert(pc.match_substring_regex(trimmed, _EMPTY)),
-        ),
-    )
     inner = pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(trimmed, 1, -1))
-    empty = pc.equal(inner, "")
-    quoted = pc.utf8_slice_codeunits(inner, 1, -1)
-    split_strings = pc.split_pattern_regex(quoted, r"'\s*,\s*'")
-    split_strings = pc.if_else(empty, pa.scalar([], STRING_LIST), split_strings)
-    strings = pc.if_else(simple_strings, split_strings, pa.scalar(None, STRING_LIST))
-    number_text = pc.if_else(pc.fill_null(simple_numbers, False), inner, "0")  # cast only numbers
-    split_numbers = pc.split_pattern_regex(number_text, r"\s*,\s*").cast(NUMBER_LIST)
-    numbers = pc.if_else(simple_numbers, split_numbers, pa.scalar(None, NUMBER_LIST))
+    closed = pc.and_(is_array, pc.ends_with(trimmed, "]"))
+    empty = pc.and_(closed, pc.equal(inner, ""))
+    # Each regex runs on the rows its form may match; the others become a trivial "[]".
+    quoted = pc.and_(closed, pc.starts_with(inner, "'"))
+    simple_strings = pc.or_(empty, pc.and_(quoted, _matches(trimmed, quoted, _SIMPLE_STRINGS)))
+    numeric = pc.and_(closed, pc.invert(pc.or_(quoted, empty)))
+    simple_numbers = pc.and_(numeric, _matches(trimmed, numeric, _SIMPLE_NUMBERS))
+
+    strings = _where(
+        simple_strings, _split_strings(inner, quoted, empty), pa.scalar(None, STRING_LIST)
+    )
+    numbers = _where(
+        simple_numbers, _split_numbers(inner, simple_numbers), pa.scalar(None, NUMBER_LIST)
+    )
     errors = pa.nulls(len(texts), pa.string())
 
-    # The rare forms: escapes, double quotes, commas inside quotes, and every malformed value.
+    # The rare forms: escapes, double quotes, odd spacing, and every malformed value.
     leftovers = pc.and_(is_array, pc.invert(pc.or_(simple_strings, simple_numbers)))
     leftover_rows = pc.indices_nonzero(pc.fill_null(leftovers, False)).to_pylist()
     if leftover_rows:
         strings, numbers, errors = _parse_slowly(texts, leftover_rows, strings, numbers, errors)
     return ParsedArrays(is_array, strings, numbers, errors)
+
+
+def _where(mask: pa.Array, values: pa.Array, other: pa.Scalar | str) -> pa.Array:
+    """``if_else``, skipped when the mask is all true (the usual case: one array form per column)."""
+    if pc.all(pc.fill_null(mask, False)).as_py():
+        return values
+    return pc.if_else(mask, values, other)
+
+
+def _matches(texts: pa.Array, where: pa.Array, pattern: str) -> pa.Array:
+    if not pc.any(pc.fill_null(where, False)).as_py():
+        return pa.array([False] * len(texts), pa.bool_())
+    return pc.match_substring_regex(_where(where, texts, "[]"), pattern)
+
+
+def _split_strings(inner: pa.Array, quoted: pa.Array, empty: pa.Array) -> pa.Array:
+    """'a', 'b' -> [a, b]; a literal split on the usual "', '", a regex split where that misses."""
+    body = pc.utf8_slice_codeunits(_where(quoted, inner, "''"), 1, -1)
+    parts = pc.split_pattern(body, "', '")
+    # Simple strings hold no quote, so a quote left in a part means a separator of other spacing.
+    if pc.any(pc.match_substring(pc.list_flatten(parts), "'")).as_py():
+        parts = pc.split_pattern_regex(body, r"'\s*,\s*'")
+    if not pc.any(pc.fill_null(empty, False)).as_py():
+        return parts
+    return pc.if_else(empty, pa.scalar([], STRING_LIST), parts)
+
+
+def _split_numbers(inner: pa.Array, simple: pa.Array) -> pa.Array:
+    parts = pc.split_pattern(_where(simple, inner, "0"), ",")
+    flat = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+    return pa.ListArray.from_arrays(parts.offsets, flat.cast(pa.float64())).cast(NUMBER_LIST)
 
 
 def _parse_slowly(

@@ -1,15 +1,18 @@
 """Insider's JSON bodies, built column-wise from prepared values.
 
-Each column's values already carry their JSON text (:mod:`prepare`); here they become
-``,"key":value`` members (empty where the value is left out), joined per row with Arrow
-compute into objects. There is no per-row Python dict, and the output parses to exactly what
-a plain encoder makes from the same record (``tests/test_insider_encode.py`` holds the two
-side by side).
+Each column's values already carry their JSON text (:mod:`prepare`). Here each becomes a
+*fragment* ``,"key":value`` (null where the value is left out); an object is
+``{`` + its fragments joined, nulls as empty, first comma cut + ``}``. Nested objects
+(``custom``, ``partial``, ...) are fragments too, null where they would be empty. All of it
+runs as Arrow compute over whole columns of bytes: no per-row Python dict, and the output
+parses to exactly what a plain encoder makes from the same record
+(``tests/test_insider_encode.py`` holds the two side by side).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,108 +21,150 @@ from arrowbulk.plugins.insider.columns import ColumnPlan, Plan, Role
 from arrowbulk.plugins.insider.config import Operation
 from arrowbulk.plugins.insider.prepare import Prepared
 
+_NULL = pa.scalar(None, pa.binary())
 
-def encode_users(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.StringArray:
-    """One JSON text per row: the user object (or, for events, the event object)."""
+
+@dataclass(frozen=True)
+class Fragments:
+    """Members of one object, per row: ``,"a":1,"b":2`` (each null where absent)."""
+
+    parts: list[pa.Array]
+    present: pa.BooleanArray | None  # rows with at least one member (None: no parts at all)
+
+    def joined(self, rows: int) -> pa.Array:
+        """``,"a":1,"b":2`` per row: the parts joined, nulls as nothing; empty where none."""
+        if not self.parts:
+            return pa.array([b""] * rows, pa.binary())
+        if len(self.parts) == 1:
+            return pc.fill_null(self.parts[0], b"")
+        return pc.binary_join_element_wise(
+            *self.parts, b"", null_handling="replace", null_replacement=b""
+        )
+
+    def members(self, rows: int) -> pa.Array:
+        """``"a":1,"b":2``: the joined parts without their first comma."""
+        # An explicit stop: pyarrow 26's binary_slice without one fails ("Negative buffer resize").
+        return pc.binary_slice(self.joined(rows), 1, 2**31 - 1)
+
+    def obj(self, rows: int) -> pa.Array:
+        return _concat(b"{", self.members(rows), b"}")
+
+    def nested(self, key: str, rows: int) -> Fragments:
+        """This object as one fragment ``,"key":{...}`` of an outer object (null where empty)."""
+        if self.present is None:
+            return Fragments([], None)
+        wrapped = _concat(f',"{key}":{{'.encode(), self.members(rows), b"}")
+        return Fragments([pc.if_else(self.present, wrapped, _NULL)], self.present)
+
+    def named_list(self, key: str, rows: int) -> Fragments:
+        """``,"key":[...]`` from fragments that are list items (``,"a",``)."""
+        if self.present is None:
+            return Fragments([], None)
+        wrapped = _concat(f',"{key}":['.encode(), self.members(rows), b"]")
+        return Fragments([pc.if_else(self.present, wrapped, _NULL)], self.present)
+
+    def __add__(self, other: Fragments) -> Fragments:
+        if self.present is None:
+            return other
+        if other.present is None:
+            return self
+        return Fragments(self.parts + other.parts, pc.or_(self.present, other.present))
+
+
+def encode_users(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.Array:
+    """One JSON text (binary) per row: the user object (or, for events, the event object)."""
     operation = plan.operation
     if operation is Operation.EVENTS:
         return _event_objects(plan, prepared, rows)
     identifiers = identifier_objects(plan, prepared, rows)
     if operation in {Operation.DELETE_IDENTIFIERS, Operation.DELETE_PII}:
-        return _concat('{"identifiers":', identifiers, "}")
+        return _concat(b'{"identifiers":', identifiers, b"}")
     if operation in {Operation.DELETE_ATTRIBUTES, Operation.AUDIENCE_REMOVE}:
-        deletes = _delete_members(plan, prepared, rows)
+        # The deletions follow the identifiers, so their first comma stays.
         return _concat(
-            '{"identifiers":',
+            b'{"identifiers":',
             identifiers,
-            pc.if_else(pc.equal(deletes, ""), "", _concat(",", deletes)),
-            "}",
+            _delete_members(plan, prepared, rows).joined(rows),
+            b"}",
         )
-    attributes = _attribute_object(plan, prepared, rows)
-    tail = ',"not_append":true}' if operation.not_append else "}"
-    return _concat('{"identifiers":', identifiers, ',"attributes":', attributes, tail)
+    tail = b',"not_append":true}' if operation.not_append else b"}"
+    return _concat(
+        b'{"identifiers":',
+        identifiers,
+        b',"attributes":',
+        _attribute_object(plan, prepared, rows),
+        tail,
+    )
 
 
-def identifier_objects(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.StringArray:
+def identifier_objects(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.Array:
     default = [c for c in plan.identifiers if c.role is Role.IDENTIFIER]
     custom = [c for c in plan.identifiers if c.role is Role.CUSTOM_IDENTIFIER]
-    return _object(
-        _members(default, prepared, rows), _nested("custom", _members(custom, prepared, rows))
-    )
+    return (_values(default, prepared) + _values(custom, prepared).nested("custom", rows)).obj(rows)
 
 
-def _attribute_object(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.StringArray:
+def _attribute_object(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.Array:
     if plan.operation.is_audience:  # td_audience_* are custom array attributes
-        return _object(_empty(rows), _nested("custom", _members(plan.payload, prepared, rows)))
-    default = plan.by_role(Role.ATTRIBUTE)
-    custom = plan.by_role(Role.CUSTOM_ATTRIBUTE)
-    return _object(
-        _members(default, prepared, rows), _nested("custom", _members(custom, prepared, rows))
-    )
+        return _values(plan.payload, prepared).nested("custom", rows).obj(rows)
+    default = _values(plan.by_role(Role.ATTRIBUTE), prepared)
+    custom = _values(plan.by_role(Role.CUSTOM_ATTRIBUTE), prepared).nested("custom", rows)
+    return (default + custom).obj(rows)
 
 
-def _event_objects(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.StringArray:
-    params = _object(
-        _members(plan.by_role(Role.EVENT_PARAM), prepared, rows),
-        _nested("custom", _members(plan.by_role(Role.CUSTOM_EVENT_PARAM), prepared, rows)),
-    )
-    has_params = pc.not_equal(params, "{}")
-    params_member = pc.if_else(has_params, _concat(',"event_params":', params), "")
-    return _concat(
-        '{"event_name":',
-        prepared["event_name"].json,
-        ',"timestamp":',
-        prepared["timestamp"].json,
-        params_member,
-        "}",
-    )
+def _event_objects(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.Array:
+    params = _values(plan.by_role(Role.EVENT_PARAM), prepared)
+    params += _values(plan.by_role(Role.CUSTOM_EVENT_PARAM), prepared).nested("custom", rows)
+    name = _member("event_name", prepared["event_name"])
+    head = Fragments([name, _member("timestamp", prepared["timestamp"])], pc.is_valid(name))
+    return (head + params.nested("event_params", rows)).obj(rows)
 
 
-def _delete_members(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.StringArray:
+def _delete_members(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> Fragments:
     """``,"whole":[...],"partial":{...},"custom":{"whole":[...],"partial":{...}}``, empty parts left out."""
     if plan.operation is Operation.AUDIENCE_REMOVE:
-        custom_partial = _members(plan.payload, prepared, rows, arrays_only=True)
-        return _nested("custom", _nested("partial", custom_partial))
+        return (
+            _values(plan.payload, prepared, arrays_only=True)
+            .nested("partial", rows)
+            .nested("custom", rows)
+        )
     default = plan.by_role(Role.ATTRIBUTE)
     custom = plan.by_role(Role.CUSTOM_ATTRIBUTE)
-    top = _join_members(
-        _named_list("whole", _whole_names(default, prepared, rows)),
-        _nested("partial", _members(default, prepared, rows, arrays_only=True)),
-    )
-    inner = _join_members(
-        _named_list("whole", _whole_names(custom, prepared, rows)),
-        _nested("partial", _members(custom, prepared, rows, arrays_only=True)),
-    )
-    return _join_members(top, _nested("custom", inner))
+    top = _names(default, prepared, rows).named_list("whole", rows)
+    top += _values(default, prepared, arrays_only=True).nested("partial", rows)
+    inner = _names(custom, prepared, rows).named_list("whole", rows)
+    inner += _values(custom, prepared, arrays_only=True).nested("partial", rows)
+    return top + inner.nested("custom", rows)
 
 
-def _whole_names(
-    columns: Sequence[ColumnPlan], prepared: Mapping[str, Prepared], rows: int
-) -> pa.StringArray:
-    """``"a","b"``: the columns whose row holds a single (non-array) value."""
-    names = []
+def _names(columns: Sequence[ColumnPlan], prepared: Mapping[str, Prepared], rows: int) -> Fragments:
+    """``,"a"`` list items: the columns whose row holds a single (non-array) value."""
+    parts, present = [], None
     for column in columns:
         values = prepared[column.name]
         scalar = pc.and_(values.present(), pc.invert(_is_list(values, rows)))
-        names.append(pc.if_else(scalar, f',"{column.name}"', ""))
-    return _strip_comma(_join(names, rows))
+        parts.append(pc.if_else(scalar, f',"{column.name}"'.encode(), _NULL))
+        present = scalar if present is None else pc.or_(present, scalar)
+    return Fragments(parts, present)
 
 
-def _members(
-    columns: Sequence[ColumnPlan],
-    prepared: Mapping[str, Prepared],
-    rows: int,
-    arrays_only: bool = False,
-) -> pa.StringArray:
-    """``"a":1,"b":"x"`` per row, leaving out nulls (and, with arrays_only, single values)."""
-    parts = []
+def _values(
+    columns: Sequence[ColumnPlan], prepared: Mapping[str, Prepared], arrays_only: bool = False
+) -> Fragments:
+    """``,"a":1`` fragments of these columns (with arrays_only, array values only)."""
+    parts, present = [], None
     for column in columns:
         values = prepared[column.name]
-        text = values.json
+        text = values.json.cast(pa.binary())
         if arrays_only:
-            text = pc.if_else(_is_list(values, rows), text, pa.scalar(None, pa.string()))
-        parts.append(pc.fill_null(pc.binary_join_element_wise(f',"{column.name}":', text, ""), ""))
-    return _strip_comma(_join(parts, rows))
+            text = pc.if_else(_is_list(values, len(text)), text, _NULL)
+        parts.append(pc.binary_join_element_wise(f',"{column.name}":'.encode(), text, b""))
+        valid = pc.is_valid(text)
+        present = valid if present is None else pc.or_(present, valid)
+    return Fragments(parts, present)
+
+
+def _member(key: str, values: Prepared) -> pa.Array:
+    return pc.binary_join_element_wise(f',"{key}":'.encode(), values.json.cast(pa.binary()), b"")
 
 
 def _is_list(values: Prepared, rows: int) -> pa.BooleanArray:
@@ -130,40 +175,5 @@ def _is_list(values: Prepared, rows: int) -> pa.BooleanArray:
     return found
 
 
-def _join(parts: Sequence[pa.Array], rows: int) -> pa.StringArray:
-    if not parts:
-        return _empty(rows)
-    if len(parts) == 1:
-        return parts[0]
-    return pc.binary_join_element_wise(*parts, "")
-
-
-def _strip_comma(joined: pa.StringArray) -> pa.StringArray:
-    return pc.utf8_slice_codeunits(joined, 1)
-
-
-def _object(*member_lists: pa.StringArray) -> pa.StringArray:
-    return _concat("{", _join_members(*member_lists), "}")
-
-
-def _join_members(*member_lists: pa.StringArray) -> pa.StringArray:
-    """Join member lists with commas, skipping the empty ones (never the rows: no nulls here)."""
-    with_commas = [pc.if_else(pc.equal(m, ""), "", _concat(",", m)) for m in member_lists]
-    return _strip_comma(_join(with_commas, len(member_lists[0])))
-
-
-def _nested(key: str, members: pa.StringArray) -> pa.StringArray:
-    """``"key":{members}`` where members is not empty, else empty."""
-    return pc.if_else(pc.equal(members, ""), "", _concat(f'"{key}":{{', members, "}"))
-
-
-def _named_list(key: str, items: pa.StringArray) -> pa.StringArray:
-    return pc.if_else(pc.equal(items, ""), "", _concat(f'"{key}":[', items, "]"))
-
-
-def _concat(*pieces: str | pa.Array) -> pa.StringArray:
-    return pc.binary_join_element_wise(*pieces, "")
-
-
-def _empty(rows: int) -> pa.StringArray:
-    return pa.array([""] * rows, pa.string())
+def _concat(*pieces: bytes | pa.Array) -> pa.Array:
+    return pc.binary_join_element_wise(*pieces, b"")

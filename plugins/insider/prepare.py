@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,6 +21,32 @@ from arrowbulk.plugins.insider.arrays import NUMBER_LIST, STRING_LIST, parse_arr
 from arrowbulk.plugins.insider.columns import ColumnPlan, Kind
 
 _CONTROL = r"[\x00-\x1f]"
+
+# Bytes that JSON strings must escape: control characters, '"' and '\\'.
+_SPECIAL = np.zeros(256, dtype=bool)
+_SPECIAL[:0x20] = _SPECIAL[ord('"')] = _SPECIAL[ord("\\")] = True
+# Bytes an array written as text may start with (after optional white space).
+_ARRAY_START = np.zeros(256, dtype=bool)
+_ARRAY_START[[ord(c) for c in "[ \t\n\r"]] = True
+
+
+def _data_bytes(values: pa.Array) -> np.ndarray:
+    """The UTF-8 bytes behind a string array (all of them, for a slice too)."""
+    buffer = values.buffers()[2]
+    return np.frombuffer(buffer, dtype=np.uint8) if buffer is not None else np.zeros(0, np.uint8)
+
+
+def _first_bytes_in(values: pa.Array, table: np.ndarray) -> np.ndarray:
+    """Per row: does the value's first byte fall in ``table``? (False for empty values.)"""
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[
+        values.offset : values.offset + len(values) + 1
+    ]
+    data = _data_bytes(values)
+    starts = offsets[:-1]
+    found = np.zeros(len(values), dtype=bool)
+    nonempty = offsets[1:] > starts
+    found[nonempty] = table[data[starts[nonempty]]]
+    return found
 
 
 @dataclass(frozen=True)
@@ -71,17 +98,27 @@ def _numbers(name: str, values: pa.Array, integral: bool) -> Prepared:
 
 
 def _text_or_array(name: str, strings: pa.Array) -> Prepared:
-    parsed = parse_array_texts(strings)
-    is_array = pc.fill_null(parsed.is_array, False)
+    maybe = _first_bytes_in(strings, _ARRAY_START)
+    if not maybe.any():  # no value can be an array: plain strings, no parsing at all
+        return Prepared(name, json_strings(strings), strings=strings)
+    where = np.flatnonzero(maybe)
+    parsed = parse_array_texts(strings.take(pa.array(where)))
+    # Scatter the parsed subset back: row -> its position in the subset, null elsewhere.
+    position = np.full(len(strings), -1, dtype=np.int64)
+    position[where] = np.arange(len(where))
+    back = pa.array(position, mask=position < 0)
+    is_array = pc.fill_null(pc.take(parsed.is_array, back), False)
+    string_lists, number_lists = pc.take(parsed.strings, back), pc.take(parsed.numbers, back)
+    errors = pc.take(parsed.errors, back)
     plain = pc.if_else(is_array, pa.scalar(None, pa.string()), strings)
-    list_json = pc.coalesce(json_string_lists(parsed.strings), json_number_lists(parsed.numbers))
+    list_json = pc.coalesce(json_string_lists(string_lists), json_number_lists(number_lists))
     return Prepared(
         name,
         pc.coalesce(json_strings(plain), list_json),
         strings=plain,
-        string_lists=parsed.strings,
-        number_lists=parsed.numbers,
-        errors=parsed.errors,
+        string_lists=string_lists,
+        number_lists=number_lists,
+        errors=errors,
     )
 
 
@@ -131,6 +168,9 @@ def json_numbers(values: pa.Array) -> pa.StringArray:
 
 def json_strings(values: pa.Array) -> pa.StringArray:
     """Quote and escape each string as JSON; nulls stay null."""
+    if not _SPECIAL[_data_bytes(values)].any():
+        # The common case, checked with one pass of numpy over the bytes: nothing to escape.
+        return pc.binary_join_element_wise('"', values, '"', "")
     escaped = pc.replace_substring(values, "\\", "\\\\")
     escaped = pc.replace_substring(escaped, '"', '\\"')
     if pc.any(pc.match_substring_regex(escaped, _CONTROL)).as_py():
@@ -172,7 +212,13 @@ def rfc3339(values: pa.Array) -> pa.StringArray:
         return values.cast(pa.string())
     unit = values.type.unit
     # Arrow stores zoned timestamps as UTC; dropping the zone keeps the UTC wall time.
-    naive = values.cast(pa.int64()).cast(pa.timestamp(unit))
+    ticks = values.cast(pa.int64())
+    if unit != "s":
+        per_second = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[unit]
+        whole = ticks.to_numpy(zero_copy_only=False)
+        if not (np.nan_to_num(whole) % per_second).any():  # whole seconds: no fraction to trim
+            ticks, unit = pc.divide(ticks, per_second), "s"
+    naive = ticks.cast(pa.timestamp(unit))
     text = pc.replace_substring(naive.cast(pa.string()), " ", "T")
     if unit != "s":
         text = pc.replace_substring_regex(text, r"\.0+$", "")
