@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -73,7 +74,7 @@ def _where(mask: pa.Array, values: pa.Array, other: pa.Scalar | str) -> pa.Array
 
 def _matches(texts: pa.Array, where: pa.Array, pattern: str) -> pa.Array:
     if not pc.any(pc.fill_null(where, False)).as_py():
-        return pa.array([False] * len(texts), pa.bool_())
+        return pa.array(np.zeros(len(texts), dtype=bool))
     return pc.match_substring_regex(_where(where, texts, "[]"), pattern)
 
 

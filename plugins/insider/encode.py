@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -34,7 +35,7 @@ class Fragments:
     def joined(self, rows: int) -> pa.Array:
         """``,"a":1,"b":2`` per row: the parts joined, nulls as nothing; empty where none."""
         if not self.parts:
-            return pa.array([b""] * rows, pa.binary())
+            return pa.array(np.full(rows, b""), pa.binary())
         if len(self.parts) == 1:
             return pc.fill_null(self.parts[0], b"")
         return pc.binary_join_element_wise(
@@ -168,7 +169,7 @@ def _member(key: str, values: Prepared) -> pa.Array:
 
 
 def _is_list(values: Prepared, rows: int) -> pa.BooleanArray:
-    found = pa.array([False] * rows, pa.bool_())
+    found = pa.array(np.zeros(rows, dtype=bool))
     for lists in (values.string_lists, values.number_lists):
         if lists is not None:
             found = pc.or_(found, pc.is_valid(lists))

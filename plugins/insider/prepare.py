@@ -154,7 +154,9 @@ def _null_items(lists: pa.ListArray) -> pa.StringArray | None:
         return None
     parents = pc.list_parent_indices(lists)
     rows = pc.unique(pc.filter(parents, bad))
-    mask = pc.is_in(pa.array(range(len(lists)), pa.int64()), value_set=rows.cast(pa.int64()))
+    mask = pc.is_in(
+        pa.array(np.arange(len(lists), dtype=np.int64)), value_set=rows.cast(pa.int64())
+    )
     return pc.if_else(
         mask,
         "an array holds a null or NaN element; remove it or the whole value",

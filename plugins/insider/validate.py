@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,7 +80,7 @@ class RecordValidator:
         return [c.column.name for c in self.columns if c.rules is None]
 
     def validate(self, prepared: Mapping[str, Prepared], rows: int) -> Verdict:
-        failed = pa.array([False] * rows, pa.bool_())
+        failed = pa.array(np.zeros(rows, dtype=bool))
         issues: list[Issue] = []
 
         def flag(mask: pa.Array, column: str | None, rule: str, message_of: Any) -> None:
@@ -110,7 +111,7 @@ class RecordValidator:
             present = pc.indices_nonzero(values.present()).to_pylist()
             bad = [r for r in present if _first_error(checker.validator, values.json[r].as_py())]
             mask = pc.is_in(
-                pa.array(range(len(values.json)), pa.int64()), pa.array(bad, pa.int64())
+                pa.array(np.arange(len(values.json), dtype=np.int64)), pa.array(bad, pa.int64())
             )
             flag(mask, name, "schema", lambda r: _message(checker, values, r))
             return
@@ -231,7 +232,7 @@ def event_epoch_seconds(timestamps: pa.Array | None) -> pa.DoubleArray | None:
 
 
 def _list_lengths(values: Prepared) -> pa.Array:
-    lengths = pa.array([0] * len(values.json), pa.int32())
+    lengths = pa.array(np.zeros(len(values.json), dtype=np.int32))
     for lists in (values.string_lists, values.number_lists):
         if lists is not None:
             lengths = pc.add(lengths, pc.fill_null(pc.list_value_length(lists), 0))
@@ -241,7 +242,7 @@ def _list_lengths(values: Prepared) -> pa.Array:
 def _none_present(
     prepared: Mapping[str, Prepared], columns: Sequence[ColumnPlan], rows: int
 ) -> pa.BooleanArray:
-    any_present = pa.array([False] * rows, pa.bool_())
+    any_present = pa.array(np.zeros(rows, dtype=bool))
     for column in columns:
         any_present = pc.or_(any_present, prepared[column.name].present())
     return pc.invert(any_present)
