@@ -56,7 +56,7 @@ class Sink(BaseHTTPRequestHandler):
 
 def main() -> None:
     global ID
-    ID = re.compile(b'"' + sys.argv[2].encode() + b'":"([^"]+)"')
+    ID = re.compile(b'"' + sys.argv[2].encode() + rb'"\s*:\s*"([^"]+)"')
     server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     server.daemon_threads = True
     Path(sys.argv[1]).write_text(str(server.server_address[1]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _choose_memory_pool()
     parser = build_parser(load_registry())
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
@@ -213,6 +215,16 @@ def _validate(args: argparse.Namespace) -> int:
 def _plugins(args: argparse.Namespace) -> int:
     print(json.dumps(load_registry().as_json(), indent=2))
     return 0
+
+
+def _choose_memory_pool() -> None:
+    """Arrow's system allocator, unless ARROW_DEFAULT_MEMORY_POOL names another.
+
+    Measured on the insider benchmark (200k users): mimalloc, pyarrow's default here, kept
+    the peak RSS near 375 MB where the system allocator peaked at 290 MB, at the same speed.
+    """
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        pa.set_memory_pool(pa.system_memory_pool())
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:

@@ -9,6 +9,7 @@ waits for the answers; ``commit`` reports the task's account.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -33,6 +34,11 @@ from arrowbulk.rejects import RejectWriter
 from arrowbulk.resources import load_schema
 
 log = logging.getLogger(__name__)
+
+#: Rows encoded in one step. Larger steps amortise per-call overhead; smaller ones hold less
+#: intermediate data. Measured (200k users, rows/s and peak RSS): 4096: 77k, 293 MB;
+#: 16384: 106k, 384 MB; 65536: 100k, 476 MB (with mimalloc; see cli._choose_memory_pool).
+CHUNK_ROWS = int(os.environ.get("ARROWBULK_INSIDER_CHUNK_ROWS", "16384"))
 
 
 class InsiderJob:
@@ -154,6 +160,11 @@ class InsiderPage(PageOutput):
             job.pages.add(self)
 
     def add(self, batch: pa.RecordBatch) -> None:
+        # Slices of CHUNK_ROWS bound the memory each step's intermediate columns take.
+        for start in range(0, batch.num_rows, CHUNK_ROWS):
+            self._add_chunk(batch.slice(start, CHUNK_ROWS))
+
+    def _add_chunk(self, batch: pa.RecordBatch) -> None:
         self.job.delivery.raise_if_failed()
         first_row, rows = self.rows, batch.num_rows
         self.rows += rows

@@ -9,15 +9,17 @@ and one batch. One query is one task.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
 from arrowbulk import InputPlugin, RunContext
 from arrowbulk.batches import rebatch
 from arrowbulk.errors import ConfigError, JobError
 from arrowbulk.resources import load_schema
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 class SqlInput(InputPlugin):
@@ -49,6 +51,8 @@ class SqlInput(InputPlugin):
         return "query result"
 
     def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
+        import duckdb
+
         with self._connect() as connection:
             relation = self._run(connection, self.query)
             try:
@@ -58,6 +62,8 @@ class SqlInput(InputPlugin):
                 raise JobError(f"in.query failed while streaming: {_first_line(error)}") from None
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        import duckdb  # imported when used: it costs 60 MB of memory and a second to load
+
         database = self.config.get("database")
         try:
             if database:
@@ -80,6 +86,8 @@ class SqlInput(InputPlugin):
         return connection
 
     def _run(self, connection: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDBPyRelation:
+        import duckdb
+
         try:
             return connection.sql(query)
         except duckdb.Error as error:

@@ -1,0 +1,211 @@
+"""arrowbulk's throughput and memory against the straightforward exporter, in one run.
+
+    pip install '.[bench]' && python benchmarks/run.py
+
+Generates deterministic users and events (nulls, unicode, Arrow lists, arrays as text), starts
+a loopback sink that checks every record arrived exactly once, then runs in child processes:
+arrowbulk's USER_ATTRIBUTES and USER_EVENTS exports (validation on) at 200k and 2M rows, and
+the baseline (pandas + json + requests) at 200k rows. Prints rows/s (the job's own time,
+median of --repeat runs), the ratio to the baseline, and each child's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / ".data"
+ROWS_PER_GROUP = 50_000
+
+
+def dataset(kind: str, rows: int) -> Path:
+    path = DATA / f"{kind}-{rows}.parquet"
+    if not path.exists():
+        import pyarrow.parquet as pq
+
+        sys.path.insert(0, str(HERE))
+        import data
+
+        DATA.mkdir(exist_ok=True)
+        table = data.users(rows) if kind == "users" else data.events(rows)
+        pq.write_table(table, path, row_group_size=ROWS_PER_GROUP)
+    return path
+
+
+class Sink:
+    def __init__(self, key: str) -> None:
+        self.port_file = Path(tempfile.mkdtemp()) / "port"
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "sink.py"), str(self.port_file), key]
+        )
+        deadline = time.time() + 20
+        while not (self.port_file.exists() and self.port_file.read_text()):
+            if time.time() > deadline:
+                raise RuntimeError("the sink did not start")
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port_file.read_text()}"
+
+    def call(self, path: str) -> dict:
+        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def child(kind: str, exporter: str, path: Path, sink: Sink) -> dict:
+    sink.call("/_reset")
+    command = [
+        sys.executable,
+        str(HERE / "run.py"),
+        "--child",
+        exporter,
+        "--kind",
+        kind,
+        "--data",
+        str(path),
+        "--url",
+        sink.url,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{exporter} failed:\n{done.stdout}\n{done.stderr}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    stats = sink.call("/_stats")
+    if stats["distinct"] != result["rows"] or stats["duplicates"]:
+        raise RuntimeError(
+            f"{exporter} {kind}: the sink saw {stats}, expected {result['rows']} records once each"
+        )
+    return result
+
+
+def run_child(args: argparse.Namespace) -> None:
+    """In the child: run one export, print {rows, seconds, peak_rss_mb} as JSON."""
+    events = args.kind == "events"
+    if args.child == "baseline":
+        sys.path.insert(0, str(HERE))
+        import baseline
+
+        started = time.perf_counter()
+        rows = baseline.export(args.data, args.url + "/api/user/v1/upsert", events)
+        seconds = time.perf_counter() - started
+    else:
+        import yaml
+
+        from arrowbulk.cli import main
+
+        folder = Path(tempfile.mkdtemp())
+        job = {
+            "in": {"type": "file", "path": args.data},
+            "out": {
+                "type": "insider",
+                "api_key": "benchmark-key",
+                "partner_name": "bench",
+                "endpoint": args.url,
+                "export_mode": "USER_EVENTS" if events else "USER_ATTRIBUTES",
+                "skip_invalid_records": True,
+                "max_requests_in_flight": 8,
+            },
+        }
+        (folder / "job.yml").write_text(yaml.safe_dump(job))
+        code = main(
+            [
+                "-q",
+                "run",
+                str(folder / "job.yml"),
+                "--no-progress",
+                "--summary-json",
+                str(folder / "s.json"),
+            ]
+        )
+        summary = json.loads((folder / "s.json").read_text())
+        if code != 0 or summary["rows"]["accepted"] != summary["rows"]["read"]:
+            raise SystemExit(f"arrowbulk did not deliver every row: {summary['rows']}")
+        rows, seconds = summary["rows"]["read"], summary["seconds"]
+    print(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mb": round(peak_rss_mb(), 1)}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Not ru_maxrss: Linux carries that over from the parent across exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def check_encoder(path: Path, kind: str) -> str:
+    """The fast encoder's output equals the reference encoder's on the benchmark data."""
+    if kind != "users":
+        return "n/a"
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from test_insider_encode import fast_users, floats_equal, reference_users
+
+    table = pq.ParquetFile(path).read_row_group(0).slice(0, 5000)
+    same = all(
+        floats_equal(a, b) for a, b in zip(fast_users(table), reference_users(table), strict=True)
+    )
+    return "equal" if same else "DIFFERENT"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 2_000_000])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per arrowbulk figure (median)")
+    parser.add_argument("--baseline-rows", type=int, default=200_000)
+    parser.add_argument("--child", choices=["arrowbulk", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--kind", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_child(args)
+        return
+
+    print(f"{'export':<22}{'rows':>10}{'rows/s':>12}{'vs baseline':>13}{'peak RSS':>11}  runs")
+    for kind, key in (("users", "uuid"), ("events", "event_group_id")):
+        sink = Sink(key)
+        try:
+            base = child(kind, "baseline", dataset(kind, args.baseline_rows), sink)
+            base_rate = base["rows"] / base["seconds"]
+            label = "attributes" if kind == "users" else "events"
+            print(
+                f"{'baseline ' + label:<22}{base['rows']:>10,}{base_rate:>12,.0f}{'1.0x':>13}{base['peak_rss_mb']:>9.0f}MB  1"
+            )
+            peaks = {}
+            for rows in args.rows:
+                path = dataset(kind, rows)
+                runs = [child(kind, "arrowbulk", path, sink) for _ in range(args.repeat)]
+                rate = statistics.median(r["rows"] / r["seconds"] for r in runs)
+                peaks[rows] = max(r["peak_rss_mb"] for r in runs)
+                rates = ", ".join(f"{r['rows'] / r['seconds']:,.0f}" for r in runs)
+                print(
+                    f"{'arrowbulk ' + label:<22}{rows:>10,}{rate:>12,.0f}{rate / base_rate:>12.1f}x{peaks[rows]:>9.0f}MB  {rates}"
+                )
+            if len(peaks) > 1:
+                small, large = min(peaks), max(peaks)
+                print(
+                    f"  peak RSS {large:,} rows / {small:,} rows: {peaks[large] / peaks[small]:.2f}x"
+                )
+            print(
+                f"  fast encoder vs reference on this data: {check_encoder(dataset(kind, min(args.rows)), kind)}"
+            )
+        finally:
+            sink.stop()
+
+
+if __name__ == "__main__":
+    main()
