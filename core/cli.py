@@ -120,6 +120,13 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="STATE",
+        help="keep progress in STATE (JSON, written after each acknowledged batch); "
+        "if STATE exists, continue the job it records",
+    )
+    parser.add_argument(
         "--summary-json", type=Path, metavar="PATH", help="also write the summary as JSON"
     )
     parser.add_argument(
@@ -151,7 +158,7 @@ def _query(args: argparse.Namespace) -> int:
 def _execute(pipeline: PipelineConfig, args: argparse.Namespace) -> int:
     registry = load_registry()
     progress = Progress(stream=None if args.no_progress else sys.stderr)
-    job = Job(pipeline, registry, progress=progress)
+    job = Job(pipeline, registry, progress=progress, resume=args.resume)
     summary = job.run()
     print(scrub(summary.render()))
     if args.summary_json:

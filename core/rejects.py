@@ -3,7 +3,8 @@
 Format (documented in docs/delivery.md): ``run_id``, ``task``, ``row`` (0-based position of
 the record in its task's input), ``stage`` (``validation`` or ``server``), ``column``,
 ``rule``, ``message``, ``attempt``, ``record`` (the source row, or the user object that was
-sent). Lines are written whole under a lock, so parallel tasks never interleave.
+sent), and for the server's refusals ``sent`` (the user object it refused). Lines are
+written whole under a lock, so parallel tasks never interleave.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class RejectWriter:
         record: Any,
         column: str | None = None,
         attempt: int = 0,
+        sent: Any = None,
     ) -> None:
         line = {
             "run_id": self.run_id,
@@ -50,6 +52,8 @@ class RejectWriter:
             "attempt": attempt,
             "record": record,
         }
+        if sent is not None:
+            line["sent"] = sent
         data = orjson.dumps(
             line, default=str, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC
         )

@@ -17,12 +17,14 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from arrowbulk.checkpoint import Checkpoint
 from arrowbulk.config import PipelineConfig, validate_section
-from arrowbulk.errors import ArrowbulkError, JobError, RecordError
+from arrowbulk.errors import ArrowbulkError, ConfigError, JobError, RecordError
 from arrowbulk.lifecycle import TaskScope
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry
@@ -55,6 +57,7 @@ class Job:
         registry: Registry,
         run_id: str | None = None,
         progress: Progress | None = None,
+        resume: Path | None = None,
     ) -> None:
         self.context = RunContext(run_id or uuid.uuid4().hex[:12], pipeline.base_dir)
         self.input_type: str = pipeline.input["type"]
@@ -68,6 +71,22 @@ class Job:
         self.input: InputPlugin = input_cls(self.input_config, self.context)
         self.output: OutputPlugin = output_cls()
         self.progress = progress or Progress()
+        self.resume = resume
+        self.pipeline = pipeline
+
+    def _checkpoint(self, task_count: int) -> Checkpoint:
+        assert self.resume is not None
+        fingerprint = self.input.fingerprint()
+        if fingerprint is None or not self.input.replayable:
+            raise ConfigError(
+                f"--resume: the {self.input_type} input cannot be resumed (its rows may change between runs)"
+            )
+        described = {
+            "input config": self.input_config,
+            "input data": fingerprint,
+            "output config": self.output.resume_identity(self.output_config),
+        }
+        return Checkpoint.open(self.resume, described, task_count, self.context.run_id)
 
     def validate(self) -> Validation:
         """Check the config, the input's schema and, if the output has one, every record."""
@@ -94,11 +113,21 @@ class Job:
             schema = self.input.schema()
             task_count = self.input.task_count()
             summary.tasks = task_count
-            control = _TaskControl(self, schema, task_count)
+            checkpoint = self._checkpoint(task_count) if self.resume else None
+            if checkpoint is not None and checkpoint.state.complete:
+                summary.status = "success"
+                summary.details["resume"] = {
+                    **checkpoint.figures(),
+                    "note": "the job had finished; nothing to do",
+                }
+                return summary
+            control = _TaskControl(self, schema, task_count, checkpoint)
             summary.config_diff = self.output.transaction(
                 self.output_config, schema, task_count, control
             )
             self.output.cleanup(control.task, schema, task_count, control.committed_reports())
+            if checkpoint is not None:
+                checkpoint.finish()
             summary.status = "success"
         except BaseException as error:
             summary.status = "failed"
@@ -111,14 +140,19 @@ class Job:
             summary.seconds = time.monotonic() - started
             if control is not None:
                 control.fill(summary)
+            if control is not None and control.checkpoint is not None:
+                summary.details["resume"] = control.checkpoint.figures()
         return summary
 
 
 class _TaskControl:
     """The ``control`` an output's transaction calls to run the tasks."""
 
-    def __init__(self, job: Job, schema: pa.Schema, task_count: int) -> None:
+    def __init__(
+        self, job: Job, schema: pa.Schema, task_count: int, checkpoint: Checkpoint | None
+    ) -> None:
         self.job = job
+        self.checkpoint = checkpoint
         self.context = job.context
         self.schema = schema
         self.task_count = task_count
@@ -183,15 +217,34 @@ class _TaskControl:
     def _run_task(self, task: Any, index: int) -> None:
         rows = [0]  # rows handed to the output so far; read by the error path too
         scope: TaskScope | None = None
+        checkpoint = self.checkpoint
+        skip = 0
+        if checkpoint is not None:
+            state = checkpoint.task(index)
+            if state.done:
+                self.reports[index], self.committed[index] = (
+                    TaskReport(details={"resumed_tasks_skipped": 1}),
+                    True,
+                )
+                return
+            skip = state.settled
         try:
             with TaskScope(self.job.output.open(task, self.schema, index)) as scope:
-                for batch in self._batches(index, rows):
+                if checkpoint is not None:
+                    scope.page.track(
+                        lambda settled, sent: checkpoint.update(index, settled=settled, sent=sent)
+                    )
+                    if skip:
+                        scope.page.skip(skip)
+                for batch in self._batches(index, rows, skip):
                     scope.page.add(batch)
                 scope.page.finish()
                 report = scope.commit()
             report.settle(rows[0])
             self.reports[index] = report
             self.committed[index] = True
+            if checkpoint is not None:
+                checkpoint.update(index, settled=skip + rows[0], done=True)
         except BaseException:
             self._cancel.set()
             partial = scope.partial if scope is not None and scope.partial else TaskReport()
@@ -199,8 +252,8 @@ class _TaskControl:
             self.reports[index] = partial
             raise
 
-    def _batches(self, index: int, rows: list[int]) -> Iterator[pa.RecordBatch]:
-        for batch in self.job.input.read(index):
+    def _batches(self, index: int, rows: list[int], skip: int = 0) -> Iterator[pa.RecordBatch]:
+        for batch in _skip_rows(self.job.input.read(index), skip):
             if self._cancel.is_set():
                 raise TaskCancelled(f"task {index} stopped because another task failed")
             rows[0] += batch.num_rows
@@ -208,6 +261,16 @@ class _TaskControl:
                 self.rows_read += batch.num_rows
             self.job.progress.add(batch.num_rows)
             yield batch
+
+
+def _skip_rows(batches: Iterator[pa.RecordBatch], skip: int) -> Iterator[pa.RecordBatch]:
+    """Drop the first ``skip`` rows (settled by an earlier run)."""
+    for batch in batches:
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        yield batch.slice(skip) if skip else batch
+        skip = 0
 
 
 def _first_error(futures: list[Future[None]]) -> BaseException | None:

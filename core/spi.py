@@ -120,6 +120,13 @@ class InputPlugin(PluginBase):
         """A short name for a task, used in messages ("users.parquet row group 3")."""
         return f"task {task_index}"
 
+    def fingerprint(self) -> dict[str, Any] | None:
+        """What identifies the rows this input yields (files, sizes, times), for ``--resume``.
+
+        None (the default) means the input cannot be resumed: its rows may differ next time.
+        """
+        return None
+
 
 class PageOutput(ABC):
     """One task's writer: receives batches, then is committed or aborted."""
@@ -141,6 +148,19 @@ class PageOutput(ABC):
 
     def close(self) -> None:  # noqa: B027 - a no-op is the right default
         """Release resources; always called, after commit or abort."""
+
+    def track(self, progress: Callable[[int, int], None]) -> None:  # noqa: B027
+        """Report ``progress(settled, sent)`` as rows settle, for ``--resume``.
+
+        ``settled``: rows ``[0, settled)`` of the task are acknowledged or rejected; ``sent``:
+        rows ``[0, sent)`` went to the destination at least once. An output that never calls
+        it resumes at task granularity: a committed task is skipped, another starts over.
+        """
+
+    def skip(self, rows: int) -> None:
+        """On resume: the task's first ``rows`` rows were settled by an earlier run; the
+        next batch starts at row ``rows``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot resume inside a task")
 
 
 class RecordCheck(ABC):
@@ -180,6 +200,10 @@ class OutputPlugin(PluginBase):
     @abstractmethod
     def open(self, task: Any, schema: pa.Schema, task_index: int) -> PageOutput:
         """Start task ``task_index`` and return the writer its batches go to."""
+
+    def resume_identity(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The config keys a resume must not change (default: all; secrets never included)."""
+        return {k: v for k, v in config.items() if not hasattr(v, "reveal")}
 
     def cleanup(
         self, task: Any, schema: pa.Schema, task_count: int, reports: list[TaskReport]

@@ -95,7 +95,12 @@ def test_partial_failures_map_back_to_their_source_rows(run_insider, httpserver)
     assert [(r["row"], r["rule"]) for r in server] == [
         (2, "server: identifiers.*.regexp(phone_number)")
     ]
-    assert server[0]["record"]["identifiers"]["uuid"] == "u2"
+    assert server[0]["record"] == {
+        "uuid": "u2",
+        "phone_number": "+900000000",
+        "name": "c",
+    }  # the source row
+    assert server[0]["sent"]["identifiers"]["uuid"] == "u2"  # and what Insider refused
     assert "invalid phone number" in server[0]["message"]
 
 

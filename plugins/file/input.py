@@ -97,6 +97,12 @@ class FileInput(InputPlugin):
     def describe_task(self, task_index: int) -> str:
         return self._task_list()[task_index].describe()
 
+    def fingerprint(self) -> dict[str, Any]:
+        files = [
+            [str(path), path.stat().st_size, path.stat().st_mtime_ns] for path, _ in self.files
+        ]
+        return {"files": files, "tasks": self.task_count()}
+
     def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
         task = self._task_list()[task_index]
         expected = self.schema()

@@ -80,7 +80,7 @@ class Delivery:
 
     def submit(
         self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject
-    ) -> Future[None]:
+    ) -> Future[bool]:
         """Send ``request`` on a worker thread; block while the in-flight window is full."""
         self._slots.acquire()
         if self.stop.is_set():
@@ -100,9 +100,11 @@ class Delivery:
 
     def _deliver_in_slot(
         self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject
-    ) -> None:
+    ) -> bool:
+        """Deliver; return whether every record of the request is settled (accepted or rejected)."""
         try:
             self._deliver(request, builder, tally, on_reject)
+            return True
         except ArrowbulkError as error:
             self.fail(error)
         except Exception as error:  # a bug must stop the job, not vanish in a worker thread
@@ -110,6 +112,7 @@ class Delivery:
             self.fail(JobError(f"internal error while sending: {error!r}"))
         finally:
             self._slots.release()
+        return False
 
     def _deliver(
         self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, wait
 from typing import Any
 
@@ -115,6 +115,19 @@ class InsiderOutput(OutputPlugin):
         assert self.job is not None, "open() before transaction()"
         return InsiderPage(self.job, task_index)
 
+    def resume_identity(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """What decides which rows go where; tuning (timeouts, limits, retries) may change."""
+        keys = (
+            "partner_name",
+            "endpoint",
+            "export_mode",
+            "attribute_operation",
+            "audience_operation",
+            "custom_identifier_fields",
+            "trigger_data_stream",
+        )
+        return {key: config.get(key) for key in keys}
+
 
 class InsiderRecordCheck(RecordCheck):
     """Every record validated before the first request, so a bad last row sends nothing."""
@@ -145,6 +158,16 @@ class InsiderRecordCheck(RecordCheck):
 
 
 class InsiderPage(PageOutput):
+    """One task: validate, encode and queue its rows; track which rows are settled.
+
+    Locks: ``lock`` guards the builder (the task thread and the age ticker use it) and may be
+    held while ``submit`` waits for an in-flight slot. Delivery workers never take it: their
+    done-callbacks and reject callbacks take only ``progress_lock`` and ``recent_lock``, which
+    nobody holds across a submit. Progress is computed from snapshots taken under
+    ``progress_lock`` after each change to the builder; a snapshot can only be older, hence a
+    lower (safe) watermark, never a higher one.
+    """
+
     def __init__(self, job: InsiderJob, task_index: int) -> None:
         self.job = job
         self.task = job.task
@@ -153,11 +176,25 @@ class InsiderPage(PageOutput):
         self.validator = RecordValidator(self.plan, self.task, job.spec)
         self.builder = RequestBuilder(self.task)
         self.tally = Tally()
-        self.rows = 0
-        self.futures: list[Future[None]] = []
-        self.lock = threading.Lock()  # the builder is shared with the age ticker
+        self.rows = 0  # rows received (the next row's position in the task)
+        self.futures: list[Future[bool]] = []
+        self.lock = threading.Lock()
+        self.progress_lock = threading.Lock()
+        self.recent_lock = threading.Lock()
+        self._queued_through = 0  # rows [0, n) are queued, sent or rejected
+        self._sent = 0  # rows [0, n) were handed to delivery at least once (at most)
+        self._pending_first: int | None = None  # the builder's lowest waiting row, as last seen
+        self._unsettled: dict[int, int] = {}  # request id -> its first row
+        self._recent: dict[int, pa.RecordBatch] = {}  # chunk's first row -> its source rows
+        self._progress: Callable[[int, int], None] | None = None
         with job.pages_lock:
             job.pages.add(self)
+
+    def track(self, progress: Callable[[int, int], None]) -> None:
+        self._progress = progress
+
+    def skip(self, rows: int) -> None:
+        self.rows = self._queued_through = self._sent = rows
 
     def add(self, batch: pa.RecordBatch) -> None:
         # Slices of CHUNK_ROWS bound the memory each step's intermediate columns take.
@@ -168,6 +205,8 @@ class InsiderPage(PageOutput):
         self.job.delivery.raise_if_failed()
         first_row, rows = self.rows, batch.num_rows
         self.rows += rows
+        with self.recent_lock:
+            self._recent[first_row] = batch
         prepared = prepare_batch(self.plan, batch)
         valid = None
         if not self.job.prevalidated:
@@ -197,24 +236,57 @@ class InsiderPage(PageOutput):
         if oversize.any():
             for position in np.flatnonzero(oversize).tolist():
                 size = len(texts[position].as_py())
-                issue = Issue(
-                    int(rows[position]) - first_row,
-                    None,
-                    "too_large",
-                    f"the record alone is {size:,} bytes of JSON; a request may be at most {self.task.max_bytes:,}",
+                message = f"the record alone is {size:,} bytes of JSON; a request may be at most {self.task.max_bytes:,}"
+                self._reject_invalid(
+                    batch,
+                    first_row,
+                    [Issue(int(rows[position]) - first_row, None, "too_large", message)],
                 )
-                self._reject_invalid(batch, first_row, [issue])
             fits = pa.array(~oversize)
             rows, texts = rows[~oversize], texts.filter(fits)
             keys = keys.filter(fits) if keys is not None else None
         with self.lock:
-            for request in self.builder.add(rows, texts, keys):
-                self._submit(request)
+            self._send(
+                self.builder.add(rows, texts, keys), queued_through=first_row + batch.num_rows
+            )
+        self._report_progress()
 
-    def _submit(self, request: Request) -> None:
-        self.futures.append(
-            self.job.delivery.submit(request, self.builder, self.tally, self._on_server_reject)
-        )
+    def _send(self, requests: list[Request], queued_through: int | None = None) -> None:
+        """Record what the builder now holds, then hand closed requests to delivery (holding ``lock``)."""
+        with self.progress_lock:
+            self._pending_first = self.builder.first_pending_row()
+            for request in requests:
+                self._unsettled[id(request)] = int(request.rows.min())
+                self._sent = max(self._sent, int(request.rows.max()) + 1)
+            if queued_through is not None:
+                self._queued_through = queued_through
+        for request in requests:
+            key = id(request)
+            future = self.job.delivery.submit(
+                request, self.builder, self.tally, self._on_server_reject
+            )
+            future.add_done_callback(lambda done, key=key: self._request_done(key, done))  # type: ignore[misc]
+            self.futures.append(future)
+
+    def _request_done(self, key: int, future: Future[bool]) -> None:
+        if future.cancelled() or not future.result():
+            return  # not settled: it stays below the watermark and a resume sends it again
+        with self.progress_lock:
+            self._unsettled.pop(key, None)
+        self._report_progress()
+
+    def _report_progress(self) -> None:
+        """Advance the watermark: rows below every unsettled request and pending record."""
+        with self.progress_lock:
+            candidates = [self._queued_through, *self._unsettled.values()]
+            if self._pending_first is not None:
+                candidates.append(self._pending_first)
+            settled, sent = min(candidates), self._sent
+        with self.recent_lock:
+            for first_row in [r for r, b in self._recent.items() if r + b.num_rows <= settled]:
+                del self._recent[first_row]
+        if self._progress is not None:
+            self._progress(settled, sent)
 
     def flush_if_older_than(self, max_wait: float) -> None:
         with self.lock:
@@ -229,22 +301,14 @@ class InsiderPage(PageOutput):
                     request.record_count,
                     max_wait,
                 )
-                self.futures.append(
-                    self.job.delivery.submit(
-                        request, self.builder, self.tally, self._on_server_reject
-                    )
-                )
+                self._send([request])
 
     def finish(self) -> None:
         with self.lock:
             request = self.builder.close()
-            if request is not None:
-                self.futures.append(
-                    self.job.delivery.submit(
-                        request, self.builder, self.tally, self._on_server_reject
-                    )
-                )
+            self._send([request] if request is not None else [])
         wait(self.futures)
+        self._report_progress()
         self.job.delivery.raise_if_failed()
 
     def commit(self) -> TaskReport:
@@ -295,9 +359,18 @@ class InsiderPage(PageOutput):
             stage="server",
             rule=rule,
             message=message,
-            record=orjson.loads(user),
+            record=self._source_row(row),
+            sent=orjson.loads(user),
             attempt=attempt,
         )
+
+    def _source_row(self, row: int) -> dict[str, Any] | None:
+        with self.recent_lock:
+            for first_row, batch in self._recent.items():
+                if first_row <= row < first_row + batch.num_rows:
+                    found: dict[str, Any] = batch.slice(row - first_row, 1).to_pylist()[0]
+                    return found
+        return None
 
 
 def _write_reject(

@@ -109,6 +109,14 @@ class RequestBuilder:
     def oldest(self) -> float | None:
         return self._created if self._records else None
 
+    def first_pending_row(self) -> int | None:
+        """The lowest source row still waiting in this builder, if any."""
+        if not self._records:
+            return None
+        if self.events:
+            return min(rows[0] for rows in self._event_rows)
+        return int(self._chunks[0][0][0])
+
     def too_large(self, texts: pa.Array, keys: pa.Array | None) -> np.ndarray:
         """Rows whose record alone would make a request over ``max_bytes``."""
         cost = pc.binary_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)

@@ -54,6 +54,7 @@ class Faults:
     retry_after: str | None = None  # the Retry-After header sent with those 429s
     drop_first: int = 0  # close the connection of the next N requests without answering
     delay_seconds: float = 0.0  # wait this long before every answer
+    healthy_requests: int | None = None  # after this many requests, fail every one (an outage)
     seed: int = 0
 
 
@@ -338,9 +339,10 @@ class _Handler(BaseHTTPRequestHandler):
                 faults.rate_limit_first -= 1
                 headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
                 return 429, {"error": "rejected: too many requests"}, headers
-            if faults.fail_first > 0 or (
-                faults.fail_rate and state.random.random() < faults.fail_rate
-            ):
+            served = sum(1 for e in state.log if isinstance(e.get("status"), int))
+            outage = faults.healthy_requests is not None and served >= faults.healthy_requests
+            random_failure = bool(faults.fail_rate) and state.random.random() < faults.fail_rate
+            if outage or faults.fail_first > 0 or random_failure:
                 faults.fail_first = max(0, faults.fail_first - 1)
                 return faults.fail_status, {"error": "sandbox fault"}, {}
         if self.headers.get("X-PARTNER-NAME") != state.partner:

@@ -8,7 +8,10 @@ and one batch. One query is one task.
 
 from __future__ import annotations
 
+import glob
+import re
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -20,6 +23,12 @@ from arrowbulk.resources import load_schema
 
 if TYPE_CHECKING:
     import duckdb
+
+
+# A quoted name in a query that looks like a file DuckDB would read: 'users.parquet', 'x/*.csv'.
+_QUOTED_FILE = re.compile(
+    r"'([^']+\.(?:parquet|csv|tsv|json|jsonl|ndjson|arrow|feather|duckdb)(?:\.gz)?)'", re.IGNORECASE
+)
 
 
 class SqlInput(InputPlugin):
@@ -49,6 +58,19 @@ class SqlInput(InputPlugin):
 
     def describe_task(self, task_index: int) -> str:
         return "query result"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The query, and size and time of every file it names (quoted) or maps as a table."""
+        named = [m.group(1) for m in _QUOTED_FILE.finditer(self.query)]
+        named += list(self.config.get("tables", {}).values())
+        if self.config.get("database"):
+            named.append(self.config["database"])
+        files = []
+        for name in named:
+            for path in sorted(glob.glob(str(self.context.resolve(name)))):
+                stat = Path(path).stat()
+                files.append([path, stat.st_size, stat.st_mtime_ns])
+        return {"query": self.query, "files": files}
 
     def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
         import duckdb
