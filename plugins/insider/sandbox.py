@@ -79,6 +79,7 @@ class SandboxState:
         self.lock = threading.Lock()
         self.profiles: list[Profile] = []
         self.log: list[dict[str, Any]] = []
+        self.down = False
 
     # -- lookups -------------------------------------------------------------------------
     def find(self, identifiers: dict[str, Any]) -> Profile | None:
@@ -318,8 +319,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "status": None,
             }
             state.log.append(entry)
-            if faults.drop_first > 0:
-                faults.drop_first -= 1
+            if state.down or faults.drop_first > 0:
+                faults.drop_first = max(0, faults.drop_first - (0 if state.down else 1))
                 entry["status"] = "dropped"
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -424,6 +425,8 @@ class InsiderSandbox:
         with self.state.lock:
             for key, value in changes.items():
                 setattr(self.state.faults, key, value)
+            if "seed" in changes:
+                self.state.random.seed(changes["seed"])
 
     def start(self) -> InsiderSandbox:
         self._thread = threading.Thread(
@@ -438,6 +441,19 @@ class InsiderSandbox:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def outage(self, seconds: float) -> None:
+        """Stop answering (connections refused) for ``seconds``, then serve again, same port and state."""
+        port = self.port
+        with self.state.lock:
+            self.state.down = True  # open keep-alive connections die too, as in a crash
+        self.stop()
+        time.sleep(seconds)
+        self.server = _Server(("127.0.0.1", port), _Handler)
+        self.server.state = self.state
+        with self.state.lock:
+            self.state.down = False
+        self.start()
 
     def __enter__(self) -> InsiderSandbox:
         return self.start()
