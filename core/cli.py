@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from arrowbulk.config import PipelineConfig, load_pipeline_file, pipeline_from_m
 from arrowbulk.errors import ArrowbulkError, ConfigError
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry, load_registry
+from arrowbulk.retry import RejectsInput, retry_registry
 from arrowbulk.runner import Job
 from arrowbulk.secret import scrub
 from arrowbulk.summary import JobSummary
@@ -97,6 +99,19 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     _add_run_options(query)
     query.set_defaults(handler=_query)
 
+    retry = commands.add_parser(
+        "retry",
+        help="send the records of a reject file again, through a job's output",
+        description="After fixing the cause, send the rejected records again with the job's "
+        "output settings; records rejected again go to REJECTS.retry-<run id>.jsonl",
+    )
+    retry.add_argument("rejects", type=Path, help="the reject file (JSON Lines)")
+    retry.add_argument(
+        "--config", type=Path, required=True, metavar="JOB.yml", help="the job that wrote it"
+    )
+    _add_run_options(retry)
+    retry.set_defaults(handler=_retry)
+
     preview = commands.add_parser("preview", help="show the input's schema and first rows")
     preview.add_argument("config", type=Path)
     preview.add_argument("--rows", type=int, default=10)
@@ -155,10 +170,36 @@ def _query(args: argparse.Namespace) -> int:
     return _execute(pipeline, args)
 
 
+def _retry(args: argparse.Namespace) -> int:
+    original = load_pipeline_file(args.config)
+    registry = retry_registry(load_registry())
+    schema = Job(original, registry).input.schema()
+    out = dict(original.output)
+    rejects = args.rejects.resolve()
+    run_id = uuid.uuid4().hex[:12]
+    if "reject_file" in registry.output_class(out["type"]).config_schema().get("properties", {}):
+        out["reject_file"] = str(rejects.with_name(f"{rejects.stem}.retry-{run_id}.jsonl"))
+    pipeline = PipelineConfig(
+        {"type": "arrowbulk-rejects", "path": str(rejects)}, out, original.exec, original.base_dir
+    )
+    progress = Progress(stream=None if args.no_progress else sys.stderr)
+    job = Job(pipeline, registry, run_id=run_id, progress=progress, resume=args.resume)
+    assert isinstance(job.input, RejectsInput)
+    job.input.load(schema)
+    print(
+        f"retrying {job.input.table.num_rows if job.input.table is not None else 0} record(s) from {rejects}"
+    )
+    return _finish(job, args)
+
+
 def _execute(pipeline: PipelineConfig, args: argparse.Namespace) -> int:
     registry = load_registry()
     progress = Progress(stream=None if args.no_progress else sys.stderr)
     job = Job(pipeline, registry, progress=progress, resume=args.resume)
+    return _finish(job, args)
+
+
+def _finish(job: Job, args: argparse.Namespace) -> int:
     summary = job.run()
     print(scrub(summary.render()))
     if args.summary_json:

@@ -55,7 +55,9 @@ class RejectWriter:
         if sent is not None:
             line["sent"] = sent
         data = orjson.dumps(
-            line, default=str, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC
+            line,
+            default=str,
+            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z,
         )
         with self._lock:
             if self._file is None:
