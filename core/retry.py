@@ -28,7 +28,8 @@ def read_rejects(path: Path) -> list[dict[str, Any]]:
     """The ``record`` of every line of a reject file."""
     records = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # Split on "\n" only: JSON text may hold U+2028 and friends, which splitlines() breaks on.
+        lines = path.read_text(encoding="utf-8").split("\n")
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror}") from None
     for number, line in enumerate(lines, 1):
