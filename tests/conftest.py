@@ -137,11 +137,8 @@ def run_insider(tmp_path: Path, cli, sandbox) -> Callable[..., InsiderRun]:
         result = cli("run", job, "--no-progress", "--summary-json", summary_path)
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         reject_path = tmp_path / f"rejects-{n}.jsonl"
-        rejects = (
-            [json.loads(line) for line in reject_path.read_text().splitlines()]
-            if reject_path.exists()
-            else []
-        )
+        text = reject_path.read_text() if reject_path.exists() else ""
+        rejects = [json.loads(line) for line in text.split("\n") if line]
         return InsiderRun(result, summary, rejects)
 
     return run
