@@ -139,3 +139,38 @@ def test_no_traceback_for_a_bad_yaml_file(tmp_path: Path) -> None:
 def test_sample_table_is_stable() -> None:
     # The fixtures above rely on this shape.
     assert sample_table(3).column_names == ["id", "name", "score", "active", "tags", "at"]
+
+
+def test_progress_is_reported_as_log_lines_when_not_on_a_terminal(caplog) -> None:
+    import io
+    import logging
+    import time
+
+    from arrowbulk.progress import Progress
+
+    progress = Progress(stream=io.StringIO(), interval=0.05)
+    with caplog.at_level(logging.INFO, logger="arrowbulk.progress"):
+        progress.start()
+        progress.add(1234)
+        time.sleep(0.2)
+        progress.stop()
+    assert any("progress: 1234 rows" in r.getMessage() for r in caplog.records)
+
+
+def test_progress_draws_a_bar_on_a_terminal() -> None:
+    import io
+    import time
+
+    from arrowbulk.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    progress = Progress(stream=screen)
+    progress.start()
+    progress.add(5000)
+    time.sleep(0.5)
+    progress.stop()
+    assert "5,000 rows" in screen.getvalue() and "rows/s" in screen.getvalue()
