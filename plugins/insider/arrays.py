@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +66,15 @@ def parse_array_texts(texts: pa.Array) -> ParsedArrays:
     return ParsedArrays(is_array, strings, numbers, errors)
 
 
+def select(mask: pa.Array, compute: Callable[[], pa.Array], type_: pa.DataType) -> pa.Array:
+    """``compute()`` where ``mask`` holds, null elsewhere; not computed at all when it never holds."""
+    mask = pc.fill_null(mask, False)
+    if not pc.any(mask).as_py():
+        return pa.nulls(len(mask), type_)
+    values = compute()
+    return values if pc.all(mask).as_py() else pc.if_else(mask, values, pa.scalar(None, type_))
+
+
 def _where(mask: pa.Array, values: pa.Array, other: pa.Scalar | str) -> pa.Array:
     """``if_else``, skipped when the mask is all true (the usual case: one array form per column)."""
     if pc.all(pc.fill_null(mask, False)).as_py():
@@ -85,9 +95,20 @@ def _split_strings(inner: pa.Array, quoted: pa.Array, empty: pa.Array) -> pa.Arr
     # Simple strings hold no quote, so a quote left in a part means a separator of other spacing.
     if pc.any(pc.match_substring(pc.list_flatten(parts), "'")).as_py():
         parts = pc.split_pattern_regex(body, r"'\s*,\s*'")
-    if not pc.any(pc.fill_null(empty, False)).as_py():
+    empty_rows = pc.fill_null(empty, False).to_numpy(zero_copy_only=False)
+    if not empty_rows.any():
         return parts
-    return pc.if_else(empty, pa.scalar([], STRING_LIST), parts)
+    return _emptied(parts, empty_rows)
+
+
+def _emptied(lists: pa.ListArray, rows: np.ndarray) -> pa.ListArray:
+    """``lists`` with the rows marked in ``rows`` made ``[]`` (an if_else on lists is slow)."""
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    keep = ~np.repeat(rows, lengths)
+    offsets = np.concatenate([[0], np.cumsum(np.where(rows, 0, lengths))]).astype(np.int32)
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pc.list_flatten(lists).filter(pa.array(keep))
+    )
 
 
 def _split_numbers(inner: pa.Array, simple: pa.Array) -> pa.Array:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-from arrowbulk.plugins.insider.arrays import NUMBER_LIST, STRING_LIST, parse_array_texts
+from arrowbulk.plugins.insider.arrays import NUMBER_LIST, STRING_LIST, parse_array_texts, select
 from arrowbulk.plugins.insider.columns import ColumnPlan, Kind
 
 _CONTROL = r"[\x00-\x1f]"
@@ -110,11 +110,11 @@ def _text_or_array(name: str, strings: pa.Array) -> Prepared:
     is_array = pc.fill_null(pc.take(parsed.is_array, back), False)
     string_lists, number_lists = pc.take(parsed.strings, back), pc.take(parsed.numbers, back)
     errors = pc.take(parsed.errors, back)
-    plain = pc.if_else(is_array, pa.scalar(None, pa.string()), strings)
+    plain = select(pc.invert(is_array), lambda: strings, pa.string())
     list_json = pc.coalesce(json_string_lists(string_lists), json_number_lists(number_lists))
     return Prepared(
         name,
-        pc.coalesce(json_strings(plain), list_json),
+        pc.coalesce(list_json, json_strings(plain)),
         strings=plain,
         string_lists=string_lists,
         number_lists=number_lists,
@@ -203,6 +203,8 @@ def _json_lists(lists: pa.ListArray, item_json: pa.StringArray) -> pa.StringArra
     # ``item_json`` was computed from, so slices (batches cut by rebatch) need no copy.
     rebuilt = pa.ListArray.from_arrays(lists.offsets, item_json)
     joined = pc.binary_join_element_wise("[", pc.binary_join(rebuilt, ","), "]", "")
+    if lists.null_count == 0:
+        return joined
     return pc.if_else(pc.is_valid(lists), joined, pa.scalar(None, pa.string()))
 
 
