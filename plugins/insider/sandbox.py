@@ -148,13 +148,24 @@ class SandboxState:
             ok += 1
         return 200, _result(ok, errors)
 
-    def delete_identity(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def _one_user(
+        self, body: dict[str, Any]
+    ) -> tuple[Profile | None, tuple[int, dict[str, Any]] | None]:
+        """The profile a single-user call names, or the answer Insider gives when it names none."""
         identifiers = body.get("identifiers")
         if not isinstance(identifiers, dict) or not identifiers:
-            return 400, {"error": "identifiers are required: bad request"}
+            return None, (400, {"error": "identifiers are required: bad request"})
         profile = self.find(identifiers)
         if profile is None:
-            return 404, {"error": "no such user for these identifiers: no data"}
+            return None, (404, {"error": "no such user for these identifiers: no data"})
+        return profile, None
+
+    def delete_identity(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        profile, refusal = self._one_user(body)
+        if profile is None:
+            assert refusal is not None
+            return refusal
+        identifiers = body["identifiers"]
         remaining = profile.keys() - Profile(identifiers=identifiers).keys()
         if not remaining:
             return 400, {"error": "the last identifier of a user cannot be deleted: bad request"}
@@ -167,12 +178,10 @@ class SandboxState:
         return 200, {"data": {"successful": {"count": 1}, "fail": {}}}
 
     def anonymize(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        identifiers = body.get("identifiers")
-        if not isinstance(identifiers, dict) or not identifiers:
-            return 400, {"error": "identifiers are required: bad request"}
-        profile = self.find(identifiers)
+        profile, refusal = self._one_user(body)
         if profile is None:
-            return 404, {"error": "no such user for these identifiers: no data"}
+            assert refusal is not None
+            return refusal
         for key in PII:
             profile.attributes.pop(key, None)
             if key in DEFAULT_IDENTIFIERS:
