@@ -36,6 +36,7 @@ class Tally:
     accepted: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     requests: int = 0
+    records_sent: int = 0  # records in requests that were answered (a split counts again)
     retries: int = 0
     splits: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -120,6 +121,7 @@ class Delivery:
         answer = self.client.send(request.body)
         with tally.lock:
             tally.requests += 1
+            tally.records_sent += request.record_count
             tally.retries += answer.attempts - 1
         if answer.status == 200:
             self._settle(request, answer, tally, on_reject)

@@ -331,6 +331,7 @@ class InsiderPage(PageOutput):
                 details={
                     "operation": self.task.operation.value,
                     "requests": self.tally.requests,
+                    "records_sent": self.tally.records_sent,
                     "retries": self.tally.retries,
                     "split_requests": self.tally.splits,
                     "reject_file": str(self.task.reject_file) if self.job.rejects.count else None,
