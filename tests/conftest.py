@@ -144,5 +144,21 @@ def run_insider(tmp_path: Path, cli, sandbox) -> Callable[..., InsiderRun]:
     return run
 
 
+def write_insider_job(folder: Path, url: str, data: str, **out: Any) -> Path:
+    """A job reading ``data`` (beside it) into the sandbox at ``url``; returns the YAML's path."""
+    config = {
+        "type": "insider",
+        "api_key": API_KEY,
+        "partner_name": PARTNER,
+        "endpoint": url,
+        **out,
+    }
+    job = folder / "job.yml"
+    job.write_text(
+        yaml.safe_dump({"in": {"type": "file", "path": data}, "out": config}), encoding="utf-8"
+    )
+    return job
+
+
 def bodies(sandbox, path: str = "/api/user/v1/upsert") -> list[dict[str, Any]]:
     return [r["body"] for r in sandbox.requests if r["path"] == path and "body" in r]

@@ -7,8 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
-from conftest import API_KEY, PARTNER
+from conftest import write_insider_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -146,16 +145,8 @@ def test_random_values_in_every_column_are_sent_or_rejected_never_a_crash(
 
     folder = tmp_path_factory.mktemp("hostile")
     pq.write_table(table, folder / "in.parquet")
-    out = {
-        "type": "insider",
-        "api_key": API_KEY,
-        "partner_name": PARTNER,
-        "endpoint": sandbox.url,
-        "skip_invalid_records": True,
-        "reject_file": "r.jsonl",
-    }
-    (folder / "job.yml").write_text(
-        yaml.safe_dump({"in": {"type": "file", "path": "in.parquet"}, "out": out})
+    write_insider_job(
+        folder, sandbox.url, "in.parquet", skip_invalid_records=True, reject_file="r.jsonl"
     )
     code = main(
         [

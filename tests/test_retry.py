@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
-from conftest import API_KEY, PARTNER, bodies
+from conftest import bodies, write_insider_job
 
 
 def test_rejected_records_are_sent_again_after_the_fix(cli, sandbox, tmp_path: Path) -> None:
@@ -25,16 +24,12 @@ def test_rejected_records_are_sent_again_after_the_fix(cli, sandbox, tmp_path: P
         }
     )
     pq.write_table(table, tmp_path / "users.parquet")
-    out = {
-        "type": "insider",
-        "api_key": API_KEY,
-        "partner_name": PARTNER,
-        "endpoint": sandbox.url,
-        "skip_invalid_records": True,
-        "reject_file": "rejects.jsonl",
-    }
-    (tmp_path / "job.yml").write_text(
-        yaml.safe_dump({"in": {"type": "file", "path": "users.parquet"}, "out": out})
+    write_insider_job(
+        tmp_path,
+        sandbox.url,
+        "users.parquet",
+        skip_invalid_records=True,
+        reject_file="rejects.jsonl",
     )
     first = cli("run", tmp_path / "job.yml", "--no-progress")
     assert first.code == 0, first.err
@@ -72,16 +67,12 @@ def test_records_rejected_again_go_to_a_new_file(cli, sandbox, tmp_path: Path) -
     pq.write_table(
         pa.table({"uuid": ["u1"], "email": ["broken"], "name": ["Ada"]}), tmp_path / "users.parquet"
     )
-    out = {
-        "type": "insider",
-        "api_key": API_KEY,
-        "partner_name": PARTNER,
-        "endpoint": sandbox.url,
-        "skip_invalid_records": True,
-        "reject_file": "rejects.jsonl",
-    }
-    (tmp_path / "job.yml").write_text(
-        yaml.safe_dump({"in": {"type": "file", "path": "users.parquet"}, "out": out})
+    write_insider_job(
+        tmp_path,
+        sandbox.url,
+        "users.parquet",
+        skip_invalid_records=True,
+        reject_file="rejects.jsonl",
     )
     assert cli("run", tmp_path / "job.yml", "--no-progress").code == 0
     again = cli(

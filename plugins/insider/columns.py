@@ -122,38 +122,31 @@ def plan_columns(schema: pa.Schema, task: InsiderTask, spec: Spec) -> Plan:
 
 
 def _plan_one(field: pa.Field, task: InsiderTask, spec: Spec) -> ColumnPlan:
-    name, operation = field.name, task.operation
+    role, schema = _role(field.name, task, spec)
     kind = _kind(field.type)
+    if not role.is_identifier and role not in {Role.EVENT_NAME, Role.TIMESTAMP}:
+        kind = _array_aware(kind, role, schema)
+    return ColumnPlan(field.name, role, kind, schema)
+
+
+def _role(name: str, task: InsiderTask, spec: Spec) -> tuple[Role, Mapping[str, Any]]:
+    """What a column is for this operation, and the JSON Schema its values must match."""
+    operation = task.operation
     if name in task.custom_identifiers:
-        return ColumnPlan(name, Role.CUSTOM_IDENTIFIER, kind, spec.identifier_schema(name))
+        return Role.CUSTOM_IDENTIFIER, spec.identifier_schema(name)
     if name in IDENTIFIER_NAMES:
-        return ColumnPlan(name, Role.IDENTIFIER, kind, spec.identifier_schema(name))
+        return Role.IDENTIFIER, spec.identifier_schema(name)
     if operation is Operation.EVENTS:
-        if name == "event_name":
-            return ColumnPlan(name, Role.EVENT_NAME, kind, spec.event_field_schema(name))
-        if name == "timestamp":
-            return ColumnPlan(name, Role.TIMESTAMP, kind, spec.event_field_schema(name))
+        if name in ("event_name", "timestamp"):
+            return (
+                Role.EVENT_NAME if name == "event_name" else Role.TIMESTAMP
+            ), spec.event_field_schema(name)
         role = Role.EVENT_PARAM if spec.is_default_event_param(name) else Role.CUSTOM_EVENT_PARAM
-        return ColumnPlan(
-            name,
-            role,
-            _array_aware(kind, role, spec.event_param_schema(name)),
-            spec.event_param_schema(name),
-        )
+        return role, spec.event_param_schema(name)
     if operation.is_audience:
-        return ColumnPlan(
-            name,
-            Role.CUSTOM_ATTRIBUTE,
-            _array_aware(kind, Role.CUSTOM_ATTRIBUTE, {}),
-            spec.audience_schema(name),
-        )
+        return Role.CUSTOM_ATTRIBUTE, spec.audience_schema(name)
     role = Role.ATTRIBUTE if spec.is_default_attribute(name) else Role.CUSTOM_ATTRIBUTE
-    return ColumnPlan(
-        name,
-        role,
-        _array_aware(kind, role, spec.attribute_schema(name)),
-        spec.attribute_schema(name),
-    )
+    return role, spec.attribute_schema(name)
 
 
 def _array_aware(kind: Kind, role: Role, schema: Mapping[str, Any]) -> Kind:
