@@ -29,7 +29,7 @@ from arrowbulk.lifecycle import TaskScope
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry
 from arrowbulk.resources import load_schema
-from arrowbulk.spi import InputPlugin, OutputPlugin, RunContext, TaskReport
+from arrowbulk.spi import InputPlugin, OutputPlugin, RecordCheck, RunContext, TaskReport
 from arrowbulk.summary import JobSummary
 
 log = logging.getLogger(__name__)
@@ -95,11 +95,7 @@ class Job:
         check = self.output.record_check(task, schema)
         figures = None
         if check is not None:
-            for index in range(self.input.task_count()):
-                first_row = 0
-                for batch in self.input.read(index):
-                    check.add(batch, index, first_row)
-                    first_row += batch.num_rows
+            check_every_record(self.input, check, [0])
             figures = check.finish()
         return Validation(schema, self.input.task_count(), figures)
 
@@ -197,20 +193,15 @@ class _TaskControl:
         if not self.job.input.replayable:
             log.warning("the input cannot be read twice: records are checked while sending")
             return
-        checked = 0
+        checked = [0]
         try:
-            for index in range(self.task_count):
-                first_row = 0
-                for batch in self.job.input.read(index):
-                    checked += batch.num_rows
-                    check.add(batch, index, first_row)
-                    first_row += batch.num_rows
+            check_every_record(self.job.input, check, checked)
         except RecordError as error:
             # The job stops before sending: the rows checked so far are its whole account.
             report = TaskReport()
             report.reject(error.reason or "invalid record")
-            report.settle(checked)
-            self.rows_read, self.check_report = checked, report
+            report.settle(checked[0])
+            self.rows_read, self.check_report = checked[0], report
             raise
         self.check_figures = check.finish()
 
@@ -261,6 +252,16 @@ class _TaskControl:
                 self.rows_read += batch.num_rows
             self.job.progress.add(batch.num_rows)
             yield batch
+
+
+def check_every_record(source: InputPlugin, check: RecordCheck, checked: list[int]) -> None:
+    """Feed every batch of every task to ``check``; ``checked[0]`` counts the rows read."""
+    for index in range(source.task_count()):
+        first_row = 0
+        for batch in source.read(index):
+            checked[0] += batch.num_rows
+            check.add(batch, index, first_row)
+            first_row += batch.num_rows
 
 
 def _skip_rows(batches: Iterator[pa.RecordBatch], skip: int) -> Iterator[pa.RecordBatch]:
