@@ -188,7 +188,7 @@ class _TaskControl:
 
     def _record_check(self, task: Any) -> None:
         check = self.job.output.record_check(task, self.schema)
-        if check is None:
+        if check is None or not check.before_sending:
             return
         if not self.job.input.replayable:
             log.warning("the input cannot be read twice: records are checked while sending")

@@ -166,6 +166,10 @@ class PageOutput(ABC):
 class RecordCheck(ABC):
     """An output's check of every record, run over a replayable input before anything is sent."""
 
+    #: False for a check that only reports (``arrowbulk validate`` runs it; ``run`` skips the
+    #: extra read, since the output checks records as they come anyway).
+    before_sending: ClassVar[bool] = True
+
     @abstractmethod
     def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
         """Check a batch whose first row is row ``first_row`` of task ``task_index``."""

@@ -305,3 +305,20 @@ def test_with_skipping_the_job_succeeds_even_if_no_record_is_valid(run_insider, 
     assert run.rows == {"read": 2, "accepted": 0, "rejected": 2, "unsent": 0}
     assert sandbox.requests == []
     assert {r["rule"] for r in run.rejects} == {"pattern"}
+
+
+def test_validate_counts_invalid_records_by_reason_and_sends_nothing(
+    cli, sandbox, tmp_path
+) -> None:
+    import pyarrow.parquet as pq
+    from conftest import write_insider_job
+
+    pq.write_table(
+        pa.table({"email": ["a@b.co", "bad", "worse"], "name": ["x", "y", "z"]}),
+        tmp_path / "u.parquet",
+    )
+    job = write_insider_job(tmp_path, sandbox.url, "u.parquet", skip_invalid_records=True)
+    result = cli("validate", job)
+    assert result.code == 0, result.err
+    assert "records: records_checked=3, invalid=2, email: pattern=2" in result.out
+    assert sandbox.requests == []

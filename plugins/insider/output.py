@@ -97,7 +97,7 @@ class InsiderOutput(OutputPlugin):
     def record_check(self, task: Any, schema: pa.Schema) -> RecordCheck | None:
         resolved, plan = task
         if resolved.skip_invalid_records:
-            return None  # invalid records are skipped as they come; no need to read twice
+            return InsiderRecordCount(resolved, plan)  # for validate; run checks as they come
         return InsiderRecordCheck(resolved, plan, self.job)
 
     def transaction(
@@ -155,6 +155,31 @@ class InsiderRecordCheck(RecordCheck):
         if self.job is not None:
             self.job.prevalidated = True
         return {"records_checked": self.rows, "invalid": 0}
+
+
+class InsiderRecordCount(RecordCheck):
+    """``arrowbulk validate`` with skip_invalid_records: count the invalid records by reason."""
+
+    before_sending = False
+
+    def __init__(self, task: InsiderTask, plan: Plan) -> None:
+        self.plan = plan
+        self.validator = RecordValidator(plan, task, load_spec())
+        self.rows = 0
+        self.invalid: dict[str, int] = {}
+
+    def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
+        verdict = self.validator.validate(prepare_batch(self.plan, batch), batch.num_rows)
+        self.rows += batch.num_rows
+        for issue in verdict.issues:
+            self.invalid[issue.reason] = self.invalid.get(issue.reason, 0) + 1
+
+    def finish(self) -> dict[str, Any]:
+        return {
+            "records_checked": self.rows,
+            "invalid": sum(self.invalid.values()),
+            **dict(sorted(self.invalid.items())),
+        }
 
 
 class InsiderPage(PageOutput):
