@@ -94,6 +94,8 @@ def test_a_server_that_stops_and_comes_back(run_insider, sandbox) -> None:
     assert run.code == 0, run.err
     assert run.rows == {"read": ROWS, "accepted": ROWS, "rejected": 0, "unsent": 0}
     assert run.summary["details"]["retries"] >= 1
+    sent = [u["identifiers"]["uuid"] for b in bodies(sandbox) for u in b["users"]]
+    assert len(sent) - len(set(sent)) <= IN_FLIGHT * PER_REQUEST
     assert sorted(sandbox.profiles(), key=lambda p: p["identifiers"]["uuid"]) == expected_profiles()
 
 
@@ -102,8 +104,12 @@ def test_responses_slower_than_the_timeout(run_insider, sandbox) -> None:
     threading.Timer(1.0, lambda: sandbox.set_faults(delay_seconds=0.0)).start()
     run = run_insider(users(), max_records_per_request=100, read_timeout=0.2, max_retries=12)
     assert run.code == 0, run.err
+    assert run.rows == {"read": ROWS, "accepted": ROWS, "rejected": 0, "unsent": 0}
     assert run.summary["details"]["retries"] >= 1
-    # A timed-out request may have been applied by the server too: at-least-once, same state.
+    # A timed-out request may have been applied by the server too: at-least-once, same state,
+    # and what came twice is at most the in-flight window (4 requests of 100 by default).
+    sent = [u["identifiers"]["uuid"] for b in bodies(sandbox) for u in b["users"]]
+    assert len(sent) - len(set(sent)) <= 4 * 100
     assert sorted(sandbox.profiles(), key=lambda p: p["identifiers"]["uuid"]) == expected_profiles()
 
 
