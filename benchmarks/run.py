@@ -1,6 +1,8 @@
 """arrowbulk's throughput and memory against the straightforward exporter, in one run.
 
-    pip install '.[bench]' && python benchmarks/run.py
+    pip install '.[test,bench]' && python benchmarks/run.py
+
+(``test`` too: the check that the fast encoder equals the reference uses the tests' reference.)
 
 Generates deterministic users and events (nulls, unicode, Arrow lists, arrays as text), starts
 a loopback sink that checks every record arrived exactly once, then runs in child processes:
