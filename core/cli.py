@@ -23,7 +23,7 @@ from arrowbulk.config import PipelineConfig, load_pipeline_file, pipeline_from_m
 from arrowbulk.errors import ArrowbulkError, ConfigError
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry, load_registry
-from arrowbulk.retry import RejectsInput, retry_registry
+from arrowbulk.retry import RejectsInput, RetryPlugins
 from arrowbulk.runner import Job
 from arrowbulk.secret import scrub
 from arrowbulk.summary import JobSummary
@@ -172,31 +172,36 @@ def _query(args: argparse.Namespace) -> int:
 
 def _retry(args: argparse.Namespace) -> int:
     original = load_pipeline_file(args.config)
-    registry = retry_registry(load_registry())
+    registry = load_registry(extra=[RetryPlugins()])
     schema = Job(original, registry).input.schema()
     out = dict(original.output)
     rejects = args.rejects.resolve()
     run_id = uuid.uuid4().hex[:12]
+    # Records rejected again must not be appended to the file being read.
     if "reject_file" in registry.output_class(out["type"]).config_schema().get("properties", {}):
         out["reject_file"] = str(rejects.with_name(f"{rejects.stem}.retry-{run_id}.jsonl"))
-    pipeline = PipelineConfig(
-        {"type": "arrowbulk-rejects", "path": str(rejects)}, out, original.exec, original.base_dir
+    source = {"type": RejectsInput.type_name, "path": str(rejects)}
+    job = _new_job(
+        PipelineConfig(source, out, original.exec, original.base_dir), registry, args, run_id
     )
-    progress = Progress(stream=None if args.no_progress else sys.stderr)
-    job = Job(pipeline, registry, run_id=run_id, progress=progress, resume=args.resume)
     assert isinstance(job.input, RejectsInput)
-    job.input.load(schema)
-    print(
-        f"retrying {job.input.table.num_rows if job.input.table is not None else 0} record(s) from {rejects}"
-    )
+    records = job.input.load(schema)
+    print(f"retrying {records} record(s) from {rejects}")
     return _finish(job, args)
 
 
 def _execute(pipeline: PipelineConfig, args: argparse.Namespace) -> int:
-    registry = load_registry()
+    return _finish(_new_job(pipeline, load_registry(), args), args)
+
+
+def _new_job(
+    pipeline: PipelineConfig,
+    registry: Registry,
+    args: argparse.Namespace,
+    run_id: str | None = None,
+) -> Job:
     progress = Progress(stream=None if args.no_progress else sys.stderr)
-    job = Job(pipeline, registry, progress=progress, resume=args.resume)
-    return _finish(job, args)
+    return Job(pipeline, registry, run_id=run_id, progress=progress, resume=args.resume)
 
 
 def _finish(job: Job, args: argparse.Namespace) -> int:

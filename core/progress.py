@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from typing import TextIO
@@ -65,7 +64,3 @@ class Progress:
                 self._stream.flush()
             else:
                 log.info("progress: %d rows, %.0f rows/s, %.0fs", rows, rate, elapsed)
-
-
-def default_stream() -> TextIO:
-    return sys.stderr

@@ -19,9 +19,3 @@ def load_schema(plugin: str, name: str) -> dict[str, Any]:
     resource = resources.files("arrowbulk.schemas").joinpath(plugin, name)
     loaded: dict[str, Any] = json.loads(resource.read_text(encoding="utf-8"))
     return loaded
-
-
-def schema_names(plugin: str) -> list[str]:
-    """The schema files of one plugin folder, sorted."""
-    folder = resources.files("arrowbulk.schemas").joinpath(plugin)
-    return sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".json"))

@@ -19,7 +19,6 @@ import pyarrow.types as pat
 
 from arrowbulk import InputPlugin, RunContext, hookimpl
 from arrowbulk.errors import ConfigError
-from arrowbulk.registry import Registry
 
 BATCH_ROWS = 10_000
 
@@ -78,8 +77,10 @@ class RejectsInput(InputPlugin):
         super().__init__(config, context)
         self.table: pa.Table | None = None
 
-    def load(self, schema: pa.Schema) -> None:
+    def load(self, schema: pa.Schema) -> int:
+        """Read the records, typed like ``schema``; return how many there are."""
         self.table = typed_table(read_rejects(Path(self.config["path"])), schema)
+        return int(self.table.num_rows)
 
     def schema(self) -> pa.Schema:
         assert self.table is not None
@@ -101,13 +102,3 @@ class RetryPlugins:
     @hookimpl
     def register_input_plugins(self, register: Any) -> None:
         register(RejectsInput)
-
-
-def retry_registry(registry: Registry) -> Registry:
-    from arrowbulk.registry import load_registry
-
-    return (
-        load_registry(extra=[RetryPlugins()])
-        if "arrowbulk-rejects" not in registry.inputs
-        else registry
-    )

@@ -72,7 +72,6 @@ class Job:
         self.output: OutputPlugin = output_cls()
         self.progress = progress or Progress()
         self.resume = resume
-        self.pipeline = pipeline
 
     def _checkpoint(self, task_count: int) -> Checkpoint:
         assert self.resume is not None

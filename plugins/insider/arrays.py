@@ -50,12 +50,9 @@ def parse_array_texts(texts: pa.Array) -> ParsedArrays:
     numeric = pc.and_(closed, pc.invert(pc.or_(quoted, empty)))
     simple_numbers = pc.and_(numeric, _matches(trimmed, numeric, _SIMPLE_NUMBERS))
 
-    strings = _where(
-        simple_strings, _split_strings(inner, quoted, empty), pa.scalar(None, STRING_LIST)
-    )
-    numbers = _where(
-        simple_numbers, _split_numbers(inner, simple_numbers), pa.scalar(None, NUMBER_LIST)
-    )
+    # A column holds one form as a rule: the other form's split is not computed at all.
+    strings = select(simple_strings, lambda: _split_strings(inner, quoted, empty), STRING_LIST)
+    numbers = select(simple_numbers, lambda: _split_numbers(inner, simple_numbers), NUMBER_LIST)
     errors = pa.nulls(len(texts), pa.string())
 
     # The rare forms: escapes, double quotes, odd spacing, and every malformed value.

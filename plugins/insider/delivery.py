@@ -16,8 +16,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import orjson
-
 from arrowbulk.errors import ArrowbulkError, JobError, RecordError
 from arrowbulk.plugins.insider.client import Answer, InsiderClient, RateLimiter, RetryBudget
 from arrowbulk.plugins.insider.config import InsiderTask
@@ -201,7 +199,3 @@ def failed_users(data: object, user_count: int) -> dict[int, tuple[str, str]]:
         if index not in failed:
             failed[index] = (f"server: {match.group(2) or 'user'}", text)
     return failed
-
-
-def user_json(text: bytes) -> object:
-    return orjson.loads(text)

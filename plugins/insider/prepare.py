@@ -134,8 +134,9 @@ def _lists(name: str, values: pa.Array) -> Prepared:
         return Prepared(
             name, json_string_lists(lists), string_lists=lists, errors=_null_items(lists)
         )
-    lists = values.cast(NUMBER_LIST) if not pat.is_integer(item) else values
+    # Integers are sent as their own digits (exact past 2**53); the doubles are for checks.
     number_lists = values.cast(NUMBER_LIST, safe=False)
+    lists = values if pat.is_integer(item) else number_lists
     return Prepared(
         name,
         _json_lists(lists, json_numbers(lists.values)),

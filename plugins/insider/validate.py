@@ -50,10 +50,6 @@ class Verdict:
     valid: pa.BooleanArray
     issues: list[Issue] = field(default_factory=list)
 
-    @property
-    def invalid_count(self) -> int:
-        return len(self.issues)
-
 
 @dataclass(frozen=True)
 class _ColumnValidator:
