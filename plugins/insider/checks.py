@@ -183,7 +183,7 @@ def _items(item_schema: Mapping[str, Any], schema: Mapping[str, Any]) -> list[Ru
                 bad_items = pc.or_(bad_items, rule.check(items))
             parents = pc.list_parent_indices(lists)
             bad_rows = pc.unique(pc.filter(parents, bad_items)).cast(pa.int64())
-            row_numbers = pa.array(np.arange(len(p.json), dtype=np.int64))
+            row_numbers = pa.array(np.arange(len(p), dtype=np.int64))
             failing = pc.or_(failing, pc.is_in(row_numbers, value_set=bad_rows))
         return failing
 
@@ -195,7 +195,7 @@ def _all_of(subs: list[Mapping[str, Any]], schema: Mapping[str, Any]) -> list[Ru
 
 
 def _none(p: Prepared) -> pa.BooleanArray:
-    return pa.array(np.zeros(len(p.json), dtype=bool))
+    return pa.array(np.zeros(len(p), dtype=bool))
 
 
 def _bound(

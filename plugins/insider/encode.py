@@ -1,180 +1,254 @@
 """Insider's JSON bodies, built column-wise from prepared values.
 
-Each column's values already carry their JSON text (:mod:`prepare`). Here each becomes a
-*fragment* ``,"key":value`` (null where the value is left out); an object is
-``{`` + its fragments joined, nulls as empty, first comma cut + ``}``. Nested objects
-(``custom``, ``partial``, ...) are fragments too, null where they would be empty. All of it
-runs as Arrow compute over whole columns of bytes: no per-row Python dict, and the output
-parses to exactly what a plain encoder makes from the same record
-(``tests/test_insider_encode.py`` holds the two side by side).
+An operation's body is a fixed *layout* (a tree of objects and lists whose leaves are
+columns), compiled once per plan. Per batch, numpy decides for every row which members are
+present, where commas go and which values need quotes, and :mod:`splice` copies the bytes of
+all rows in one Arrow ``take``: no per-row Python dict, no nested joins. A member whose value
+is null is left out; a nested object (``custom``, ``partial``, ...) with no member present is
+left out too; the top-level objects are always written. The output parses to exactly what a
+plain encoder makes from the same record (``tests/test_insider_encode.py`` holds the two side
+by side).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from arrowbulk.plugins.insider.columns import ColumnPlan, Plan, Role
 from arrowbulk.plugins.insider.config import Operation
 from arrowbulk.plugins.insider.prepare import Prepared
-
-_NULL = pa.scalar(None, pa.binary())
+from arrowbulk.plugins.insider.splice import NOTHING, Constants, Pieces, fixed_rows
 
 
 @dataclass(frozen=True)
-class Fragments:
-    """Members of one object, per row: ``,"a":1,"b":2`` (each null where absent)."""
+class Value:
+    """A column's value; with ``arrays_only``, only on rows where it holds an array."""
 
-    parts: list[pa.Array]
-    present: pa.BooleanArray | None  # rows with at least one member (None: no parts at all)
+    column: str
+    arrays_only: bool = False
 
-    def joined(self, rows: int) -> pa.Array:
-        """``,"a":1,"b":2`` per row: the parts joined, nulls as nothing; empty where none."""
-        if not self.parts:
-            return pa.array(np.full(rows, b""), pa.binary())
-        if len(self.parts) == 1:
-            return pc.fill_null(self.parts[0], b"")
-        return pc.binary_join_element_wise(
-            *self.parts, b"", null_handling="replace", null_replacement=b""
-        )
 
-    def members(self, rows: int) -> pa.Array:
-        """``"a":1,"b":2``: the joined parts without their first comma."""
-        # An explicit stop: pyarrow 26's binary_slice without one fails ("Negative buffer resize").
-        return pc.binary_slice(self.joined(rows), 1, 2**31 - 1)
+@dataclass(frozen=True)
+class Name:
+    """The column's name as a list item, on rows where it holds a single (non-array) value."""
 
-    def obj(self, rows: int) -> pa.Array:
-        return _concat(b"{", self.members(rows), b"}")
+    column: str
 
-    def nested(self, key: str, rows: int) -> Fragments:
-        """This object as one fragment ``,"key":{...}`` of an outer object (null where empty)."""
-        if self.present is None:
-            return Fragments([], None)
-        wrapped = _concat(f',"{key}":{{'.encode(), self.members(rows), b"}")
-        return Fragments([pc.if_else(self.present, wrapped, _NULL)], self.present)
 
-    def named_list(self, key: str, rows: int) -> Fragments:
-        """``,"key":[...]`` from fragments that are list items (``,"a",``)."""
-        if self.present is None:
-            return Fragments([], None)
-        wrapped = _concat(f',"{key}":['.encode(), self.members(rows), b"]")
-        return Fragments([pc.if_else(self.present, wrapped, _NULL)], self.present)
+@dataclass(frozen=True)
+class Group:
+    """An object (``{}``) or a list (``[]``) of entries; left out when empty unless ``always``."""
 
-    def __add__(self, other: Fragments) -> Fragments:
-        if self.present is None:
-            return other
-        if other.present is None:
-            return self
-        return Fragments(self.parts + other.parts, pc.or_(self.present, other.present))
+    brackets: bytes
+    entries: tuple[Entry, ...]
+    always: bool = False
+
+
+@dataclass(frozen=True)
+class Entry:
+    """``head`` (``"key":`` in an object, the item itself in a list) and what follows it."""
+
+    head: bytes
+    value: Value | Name | Group | None = None  # None: a constant, always present
+
+
+@dataclass
+class _Slots:
+    """One entry, evaluated for a batch: where it is present and its pieces after the head."""
+
+    present: np.ndarray
+    quote: np.ndarray | None = None  # rows whose value opens with a quote (folded into the head)
+    body: list[np.ndarray] = field(default_factory=list)
+
+
+class Encoder:
+    """One layout, compiled: :meth:`encode` turns prepared columns into one JSON text per row."""
+
+    def __init__(self, root: Group) -> None:
+        self.root = root
+        self.constants = Constants()
+        self._heads: dict[int, np.ndarray] = {}  # id(entry) -> ids by [comma][quote]
+        self._register(root)
+        self.constants.array()
+
+    def _register(self, group: Group) -> None:
+        opening, closing = group.brackets[:1], group.brackets[1:]
+        self.constants.id(opening)
+        self.constants.id(closing)
+        self.constants.id(b'"')
+        for entry in group.entries:
+            tail = entry.value.brackets[:1] if isinstance(entry.value, Group) else b""
+            self._heads[id(entry)] = np.array(
+                [
+                    [self.constants.id(comma + entry.head + tail + quote) for quote in (b"", b'"')]
+                    for comma in (b"", b",")
+                ],
+                dtype=np.int64,
+            )
+            if isinstance(entry.value, Group):
+                self._register(entry.value)
+
+    def encode(self, prepared: Mapping[str, Prepared], rows: int) -> pa.Array:
+        pieces = Pieces(self.constants)
+        bases: dict[str, int] = {}
+        everywhere = np.ones(rows, dtype=bool)
+        body = self._group(self.root, prepared, rows, pieces, bases, everywhere).body
+        opening, closing = self.root.brackets[:1], self.root.brackets[1:]
+        slots = [
+            np.full(rows, self.constants.id(opening)),
+            *body,
+            np.full(rows, self.constants.id(closing)),
+        ]
+        index, row_starts = fixed_rows(slots, rows)
+        return pieces.splice(index, row_starts)
+
+    def _group(
+        self,
+        group: Group,
+        prepared: Mapping[str, Prepared],
+        rows: int,
+        pieces: Pieces,
+        bases: dict[str, int],
+        everywhere: np.ndarray,
+    ) -> _Slots:
+        """The group's entries (heads with their commas) and closing bracket, without its opening."""
+        evaluated = [
+            self._entry(entry, prepared, rows, pieces, bases, everywhere) for entry in group.entries
+        ]
+        earlier = np.zeros(rows, dtype=bool)  # a member before this one is present: comma
+        body: list[np.ndarray] = []
+        for entry, slots in zip(group.entries, evaluated, strict=True):
+            quote = slots.quote if slots.quote is not None else np.zeros(rows, dtype=bool)
+            heads = self._heads[id(entry)][earlier.view(np.int8), quote.view(np.int8)]
+            body.append(np.where(slots.present, heads, NOTHING))
+            body.extend(slots.body)
+            earlier = earlier | slots.present
+        present = everywhere if group.always else earlier
+        return _Slots(present, body=body)
+
+    def _entry(
+        self,
+        entry: Entry,
+        prepared: Mapping[str, Prepared],
+        rows: int,
+        pieces: Pieces,
+        bases: dict[str, int],
+        everywhere: np.ndarray,
+    ) -> _Slots:
+        value = entry.value
+        if value is None:
+            return _Slots(everywhere)
+        if isinstance(value, Group):
+            inner = self._group(value, prepared, rows, pieces, bases, everywhere)
+            closing = np.where(inner.present, self.constants.id(value.brackets[1:]), NOTHING)
+            return _Slots(inner.present, body=[*inner.body, closing])
+        values = prepared[value.column]
+        present = values.present().to_numpy(zero_copy_only=False)
+        if isinstance(value, Name):
+            return _Slots(present & ~_holds_list(values, rows))
+        holds_list = _holds_list(values, rows) if value.arrays_only else None
+        if value.column not in bases:
+            bases[value.column] = pieces.add(values.text)
+        if holds_list is not None:
+            present = present & holds_list
+        texts = np.where(present, bases[value.column] + np.arange(rows, dtype=np.int64), NOTHING)
+        quote = _quote_mask(values, rows) & present
+        closing = np.where(quote, self.constants.id(b'"'), NOTHING)
+        return _Slots(present, quote, body=[texts, closing])
+
+
+def _quote_mask(values: Prepared, rows: int) -> np.ndarray:
+    if values.quoted is True:
+        return np.ones(rows, dtype=bool)
+    if values.quoted is False:
+        return np.zeros(rows, dtype=bool)
+    return values.quoted
+
+
+def _holds_list(values: Prepared, rows: int) -> np.ndarray:
+    found = np.zeros(rows, dtype=bool)
+    for lists in (values.string_lists, values.number_lists):
+        if lists is not None:
+            found |= lists.is_valid().to_numpy(zero_copy_only=False)
+    return found
+
+
+def layout(plan: Plan) -> Group:
+    """The body of one user (or, for events, one event) for the plan's operation."""
+    operation = plan.operation
+    if operation is Operation.EVENTS:
+        return _event(plan)
+    entries = [Entry(b'"identifiers":', identifier_group(plan))]
+    if operation in {Operation.DELETE_IDENTIFIERS, Operation.DELETE_PII}:
+        pass
+    elif operation is Operation.AUDIENCE_REMOVE:
+        partial = Group(b"{}", _values(plan.payload, arrays_only=True))
+        entries.append(Entry(b'"custom":', Group(b"{}", (Entry(b'"partial":', partial),))))
+    elif operation is Operation.DELETE_ATTRIBUTES:
+        entries.extend(_deletions(plan.by_role(Role.ATTRIBUTE)))
+        custom = Group(b"{}", _deletions(plan.by_role(Role.CUSTOM_ATTRIBUTE)))
+        entries.append(Entry(b'"custom":', custom))
+    else:
+        entries.append(Entry(b'"attributes":', _attributes(plan)))
+        if operation.not_append:
+            entries.append(Entry(b'"not_append":true'))
+    return Group(b"{}", tuple(entries), always=True)
+
+
+def identifier_group(plan: Plan) -> Group:
+    default = [c for c in plan.identifiers if c.role is Role.IDENTIFIER]
+    custom = [c for c in plan.identifiers if c.role is Role.CUSTOM_IDENTIFIER]
+    return Group(b"{}", _values(default) + _custom(custom), always=True)
+
+
+def _attributes(plan: Plan) -> Group:
+    if plan.operation.is_audience:  # td_audience_* are custom array attributes
+        return Group(b"{}", _custom(plan.payload), always=True)
+    default = plan.by_role(Role.ATTRIBUTE)
+    return Group(
+        b"{}", _values(default) + _custom(plan.by_role(Role.CUSTOM_ATTRIBUTE)), always=True
+    )
+
+
+def _event(plan: Plan) -> Group:
+    params = _values(plan.by_role(Role.EVENT_PARAM))
+    params += _custom(plan.by_role(Role.CUSTOM_EVENT_PARAM))
+    head = (
+        Entry(b'"event_name":', Value("event_name")),
+        Entry(b'"timestamp":', Value("timestamp")),
+    )
+    return Group(b"{}", (*head, Entry(b'"event_params":', Group(b"{}", params))), always=True)
+
+
+def _deletions(columns: Sequence[ColumnPlan]) -> tuple[Entry, ...]:
+    """``"whole":[names of single values],"partial":{array values}``, each left out when empty."""
+    names = tuple(Entry(_key(c.name), Name(c.name)) for c in columns)
+    return (
+        Entry(b'"whole":', Group(b"[]", names)),
+        Entry(b'"partial":', Group(b"{}", _values(columns, arrays_only=True))),
+    )
+
+
+def _custom(columns: Sequence[ColumnPlan]) -> tuple[Entry, ...]:
+    return (Entry(b'"custom":', Group(b"{}", _values(columns))),) if columns else ()
+
+
+def _values(columns: Sequence[ColumnPlan], arrays_only: bool = False) -> tuple[Entry, ...]:
+    return tuple(Entry(_key(c.name) + b":", Value(c.name, arrays_only)) for c in columns)
+
+
+def _key(name: str) -> bytes:
+    return b'"' + name.encode() + b'"'
 
 
 def encode_users(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.Array:
     """One JSON text (binary) per row: the user object (or, for events, the event object)."""
-    operation = plan.operation
-    if operation is Operation.EVENTS:
-        return _event_objects(plan, prepared, rows)
-    identifiers = identifier_objects(plan, prepared, rows)
-    if operation in {Operation.DELETE_IDENTIFIERS, Operation.DELETE_PII}:
-        return _concat(b'{"identifiers":', identifiers, b"}")
-    if operation in {Operation.DELETE_ATTRIBUTES, Operation.AUDIENCE_REMOVE}:
-        # The deletions follow the identifiers, so their first comma stays.
-        return _concat(
-            b'{"identifiers":',
-            identifiers,
-            _delete_members(plan, prepared, rows).joined(rows),
-            b"}",
-        )
-    tail = b',"not_append":true}' if operation.not_append else b"}"
-    return _concat(
-        b'{"identifiers":',
-        identifiers,
-        b',"attributes":',
-        _attribute_object(plan, prepared, rows),
-        tail,
-    )
+    return Encoder(layout(plan)).encode(prepared, rows)
 
 
 def identifier_objects(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.Array:
-    default = [c for c in plan.identifiers if c.role is Role.IDENTIFIER]
-    custom = [c for c in plan.identifiers if c.role is Role.CUSTOM_IDENTIFIER]
-    return (_values(default, prepared) + _values(custom, prepared).nested("custom", rows)).obj(rows)
-
-
-def _attribute_object(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.Array:
-    if plan.operation.is_audience:  # td_audience_* are custom array attributes
-        return _values(plan.payload, prepared).nested("custom", rows).obj(rows)
-    default = _values(plan.by_role(Role.ATTRIBUTE), prepared)
-    custom = _values(plan.by_role(Role.CUSTOM_ATTRIBUTE), prepared).nested("custom", rows)
-    return (default + custom).obj(rows)
-
-
-def _event_objects(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.Array:
-    params = _values(plan.by_role(Role.EVENT_PARAM), prepared)
-    params += _values(plan.by_role(Role.CUSTOM_EVENT_PARAM), prepared).nested("custom", rows)
-    name = _member("event_name", prepared["event_name"])
-    head = Fragments([name, _member("timestamp", prepared["timestamp"])], pc.is_valid(name))
-    return (head + params.nested("event_params", rows)).obj(rows)
-
-
-def _delete_members(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> Fragments:
-    """``,"whole":[...],"partial":{...},"custom":{"whole":[...],"partial":{...}}``, empty parts left out."""
-    if plan.operation is Operation.AUDIENCE_REMOVE:
-        return (
-            _values(plan.payload, prepared, arrays_only=True)
-            .nested("partial", rows)
-            .nested("custom", rows)
-        )
-    default = plan.by_role(Role.ATTRIBUTE)
-    custom = plan.by_role(Role.CUSTOM_ATTRIBUTE)
-    top = _names(default, prepared, rows).named_list("whole", rows)
-    top += _values(default, prepared, arrays_only=True).nested("partial", rows)
-    inner = _names(custom, prepared, rows).named_list("whole", rows)
-    inner += _values(custom, prepared, arrays_only=True).nested("partial", rows)
-    return top + inner.nested("custom", rows)
-
-
-def _names(columns: Sequence[ColumnPlan], prepared: Mapping[str, Prepared], rows: int) -> Fragments:
-    """``,"a"`` list items: the columns whose row holds a single (non-array) value."""
-    parts, present = [], None
-    for column in columns:
-        values = prepared[column.name]
-        scalar = pc.and_(values.present(), pc.invert(_is_list(values, rows)))
-        parts.append(pc.if_else(scalar, f',"{column.name}"'.encode(), _NULL))
-        present = scalar if present is None else pc.or_(present, scalar)
-    return Fragments(parts, present)
-
-
-def _values(
-    columns: Sequence[ColumnPlan], prepared: Mapping[str, Prepared], arrays_only: bool = False
-) -> Fragments:
-    """``,"a":1`` fragments of these columns (with arrays_only, array values only)."""
-    parts, present = [], None
-    for column in columns:
-        values = prepared[column.name]
-        text = values.json.cast(pa.binary())
-        if arrays_only:
-            text = pc.if_else(_is_list(values, len(text)), text, _NULL)
-        parts.append(pc.binary_join_element_wise(f',"{column.name}":'.encode(), text, b""))
-        valid = pc.is_valid(text)
-        present = valid if present is None else pc.or_(present, valid)
-    return Fragments(parts, present)
-
-
-def _member(key: str, values: Prepared) -> pa.Array:
-    return pc.binary_join_element_wise(f',"{key}":'.encode(), values.json.cast(pa.binary()), b"")
-
-
-def _is_list(values: Prepared, rows: int) -> pa.BooleanArray:
-    found = pa.array(np.zeros(rows, dtype=bool))
-    for lists in (values.string_lists, values.number_lists):
-        if lists is not None:
-            found = pc.or_(found, pc.is_valid(lists))
-    return found
-
-
-def _concat(*pieces: bytes | pa.Array) -> pa.Array:
-    return pc.binary_join_element_wise(*pieces, b"")
+    return Encoder(identifier_group(plan)).encode(prepared, rows)

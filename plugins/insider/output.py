@@ -25,7 +25,7 @@ from arrowbulk.errors import RecordError
 from arrowbulk.plugins.insider.columns import Plan, plan_columns
 from arrowbulk.plugins.insider.config import InsiderTask, Operation, resolve
 from arrowbulk.plugins.insider.delivery import Delivery, Tally
-from arrowbulk.plugins.insider.encode import encode_users, identifier_objects
+from arrowbulk.plugins.insider.encode import Encoder, identifier_group, layout
 from arrowbulk.plugins.insider.prepare import Prepared, prepare
 from arrowbulk.plugins.insider.requests import Request, RequestBuilder
 from arrowbulk.plugins.insider.spec import load_spec
@@ -48,6 +48,8 @@ class InsiderJob:
         self.task = task
         self.plan = plan
         self.spec = load_spec()
+        self.encoder = Encoder(layout(plan))
+        self.key_encoder = Encoder(identifier_group(plan))  # events: who each event is of
         self.rejects = RejectWriter(task.reject_file, task.run_id)
         self.delivery = Delivery(task, self.rejects)
         self.prevalidated = False
@@ -239,9 +241,9 @@ class InsiderPage(PageOutput):
             if verdict.issues:
                 self._reject_invalid(batch, first_row, verdict.issues)
                 valid = verdict.valid
-        texts = encode_users(self.plan, prepared, rows).cast(pa.binary())
+        texts = self.job.encoder.encode(prepared, rows)
         events = self.plan.operation is Operation.EVENTS
-        keys = identifier_objects(self.plan, prepared, rows).cast(pa.binary()) if events else None
+        keys = self.job.key_encoder.encode(prepared, rows) if events else None
         row_numbers = np.arange(first_row, first_row + rows, dtype=np.int64)
         if valid is not None:
             keep = valid.to_numpy(zero_copy_only=False)

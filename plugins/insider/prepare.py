@@ -1,7 +1,8 @@
 """Arrow columns turned into the values Insider will receive, column by column.
 
-Every value gets its JSON text (``json``: null means "leave the key out", which is what a
-null, NaN or infinity in the source means) and its typed value for validation (``strings``,
+Every value gets its JSON text (``text``, without the surrounding quotes on the rows marked
+``quoted``, which the encoder splices in with the key; null means "leave the key out", which
+is what a null, NaN or infinity in the source means) and its typed value for validation (``strings``,
 ``numbers``, ``booleans``, ``string_lists``, ``number_lists``: each null where the row holds
 another kind). Nothing here makes a Python object per row, except the rare array texts the
 vectorized parser cannot split (see :mod:`arrays`).
@@ -10,6 +11,7 @@ vectorized parser cannot split (see :mod:`arrays`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import orjson
@@ -19,12 +21,10 @@ import pyarrow.types as pat
 
 from arrowbulk.plugins.insider.arrays import NUMBER_LIST, STRING_LIST, parse_array_texts, select
 from arrowbulk.plugins.insider.columns import ColumnPlan, Kind
+from arrowbulk.plugins.insider.splice import join_lists
 
 _CONTROL = r"[\x00-\x1f]"
 
-# Bytes that JSON strings must escape: control characters, '"' and '\\'.
-_SPECIAL = np.zeros(256, dtype=bool)
-_SPECIAL[:0x20] = _SPECIAL[ord('"')] = _SPECIAL[ord("\\")] = True
 # Bytes an array written as text may start with (after optional white space).
 _ARRAY_START = np.zeros(256, dtype=bool)
 _ARRAY_START[[ord(c) for c in "[ \t\n\r"]] = True
@@ -52,7 +52,8 @@ def _first_bytes_in(values: pa.Array, table: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Prepared:
     name: str
-    json: pa.StringArray
+    text: pa.StringArray  # JSON, but without its quotes on the rows where `quoted` holds
+    quoted: bool | np.ndarray = False  # all rows, none, or a mask of rows
     strings: pa.StringArray | None = None
     numbers: pa.DoubleArray | None = None
     booleans: pa.BooleanArray | None = None
@@ -63,7 +64,20 @@ class Prepared:
 
     def present(self) -> pa.BooleanArray:
         """Rows where the column has a value to send."""
-        return pc.is_valid(self.json)
+        return pc.is_valid(self.text)
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    @cached_property
+    def json(self) -> pa.StringArray:
+        """Each value's whole JSON text (for messages and the rare checks that parse it)."""
+        if self.quoted is False:
+            return self.text
+        quoted = pc.binary_join_element_wise('"', self.text, '"', "")
+        if self.quoted is True:
+            return quoted
+        return pc.if_else(pa.array(self.quoted), quoted, self.text)
 
 
 def prepare(column: ColumnPlan, values: pa.Array) -> Prepared:
@@ -72,7 +86,7 @@ def prepare(column: ColumnPlan, values: pa.Array) -> Prepared:
     kind = column.kind
     if kind is Kind.STRING:
         strings = values.cast(pa.string())
-        return Prepared(column.name, json_strings(strings), strings=strings)
+        return Prepared(column.name, escape_strings(strings), True, strings=strings)
     if kind is Kind.TEXT_OR_ARRAY:
         return _text_or_array(column.name, values.cast(pa.string()))
     if kind is Kind.BOOLEAN:
@@ -81,7 +95,7 @@ def prepare(column: ColumnPlan, values: pa.Array) -> Prepared:
         return _numbers(column.name, values, integral=kind is Kind.INTEGER)
     if kind is Kind.TIMESTAMP:
         strings = rfc3339(values)
-        return Prepared(column.name, json_strings(strings), strings=strings)
+        return Prepared(column.name, escape_strings(strings), True, strings=strings)
     return _lists(column.name, values)
 
 
@@ -100,7 +114,7 @@ def _numbers(name: str, values: pa.Array, integral: bool) -> Prepared:
 def _text_or_array(name: str, strings: pa.Array) -> Prepared:
     maybe = _first_bytes_in(strings, _ARRAY_START)
     if not maybe.any():  # no value can be an array: plain strings, no parsing at all
-        return Prepared(name, json_strings(strings), strings=strings)
+        return Prepared(name, escape_strings(strings), True, strings=strings)
     where = np.flatnonzero(maybe)
     parsed = parse_array_texts(strings.take(pa.array(where)))
     # Scatter the parsed subset back: row -> its position in the subset, null elsewhere.
@@ -114,7 +128,8 @@ def _text_or_array(name: str, strings: pa.Array) -> Prepared:
     list_json = pc.coalesce(json_string_lists(string_lists), json_number_lists(number_lists))
     return Prepared(
         name,
-        pc.coalesce(list_json, json_strings(plain)),
+        pc.coalesce(list_json, escape_strings(plain)),
+        plain.is_valid().to_numpy(zero_copy_only=False),
         strings=plain,
         string_lists=string_lists,
         number_lists=number_lists,
@@ -169,29 +184,37 @@ def json_numbers(values: pa.Array) -> pa.StringArray:
     return values.cast(pa.string())
 
 
-def json_strings(values: pa.Array) -> pa.StringArray:
-    """Quote and escape each string as JSON; nulls stay null."""
-    if not _SPECIAL[_data_bytes(values)].any():
-        # The common case, checked with one pass of numpy over the bytes: nothing to escape.
-        return pc.binary_join_element_wise('"', values, '"', "")
+def escape_strings(values: pa.Array) -> pa.StringArray:
+    """Each string escaped for JSON, without the quotes around it; nulls stay null."""
+    if not _needs_escaping(values):
+        return values  # the common case: nothing to escape
     escaped = pc.replace_substring(values, "\\", "\\\\")
     escaped = pc.replace_substring(escaped, '"', '\\"')
-    if pc.any(pc.match_substring_regex(escaped, _CONTROL)).as_py():
-        for char, replacement in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
-            escaped = pc.replace_substring(escaped, char, replacement)
-    quoted = pc.binary_join_element_wise('"', escaped, '"', "")
-    rare = pc.fill_null(pc.match_substring_regex(quoted, _CONTROL), False)
+    if not pc.any(pc.match_substring_regex(escaped, _CONTROL)).as_py():
+        return escaped
+    for char, replacement in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+        escaped = pc.replace_substring(escaped, char, replacement)
+    rare = pc.fill_null(pc.match_substring_regex(escaped, _CONTROL), False)
     if not pc.any(rare).as_py():
-        return quoted
+        return escaped
     # Other control characters need \u00XX escapes: rare enough for orjson, row by row.
-    patched = quoted.to_pylist()
+    patched = escaped.to_pylist()
     for row in pc.indices_nonzero(rare).to_pylist():
-        patched[row] = orjson.dumps(values[row].as_py()).decode()
+        patched[row] = orjson.dumps(values[row].as_py()).decode()[1:-1]
     return pa.array(patched, pa.string())
 
 
+def _needs_escaping(values: pa.Array) -> bool:
+    """Any control character, '"' or '\\' in the values' bytes (only this slice's bytes)."""
+    if len(values) == 0 or values.buffers()[2] is None:
+        return False
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)
+    data = _data_bytes(values)[offsets[values.offset] : offsets[values.offset + len(values)]]
+    return bool((data < 0x20).any() or (data == 0x22).any() or (data == 0x5C).any())
+
+
 def json_string_lists(lists: pa.ListArray) -> pa.StringArray:
-    return _json_lists(lists, json_strings(lists.values))
+    return _as_string(join_lists(lists, escape_strings(lists.values), quoted=True))
 
 
 def json_number_lists(lists: pa.ListArray) -> pa.StringArray:
@@ -200,13 +223,13 @@ def json_number_lists(lists: pa.ListArray) -> pa.StringArray:
 
 def _json_lists(lists: pa.ListArray, item_json: pa.StringArray) -> pa.StringArray:
     """``[item,item]`` per row from the items' JSON texts; a null list stays null."""
-    # ``offsets`` of a sliced ListArray point into the whole ``values``, which is what
-    # ``item_json`` was computed from, so slices (batches cut by rebatch) need no copy.
-    rebuilt = pa.ListArray.from_arrays(lists.offsets, item_json)
-    joined = pc.binary_join_element_wise("[", pc.binary_join(rebuilt, ","), "]", "")
-    if lists.null_count == 0:
-        return joined
-    return pc.if_else(pc.is_valid(lists), joined, pa.scalar(None, pa.string()))
+    return _as_string(join_lists(lists, item_json, quoted=False))
+
+
+def _as_string(texts: pa.Array) -> pa.StringArray:
+    # The pieces are valid UTF-8 and whole characters, so the view is safe and free.
+    kind = pa.large_string() if pa.types.is_large_binary(texts.type) else pa.string()
+    return pa.Array.from_buffers(kind, len(texts), texts.buffers(), texts.null_count)
 
 
 def rfc3339(values: pa.Array) -> pa.StringArray:

@@ -107,7 +107,7 @@ class RecordValidator:
             present = pc.indices_nonzero(values.present()).to_pylist()
             bad = [r for r in present if _first_error(checker.validator, values.json[r].as_py())]
             mask = pc.is_in(
-                pa.array(np.arange(len(values.json), dtype=np.int64)), pa.array(bad, pa.int64())
+                pa.array(np.arange(len(values), dtype=np.int64)), pa.array(bad, pa.int64())
             )
             flag(mask, name, "schema", lambda r: _message(checker, values, r))
             return
@@ -197,13 +197,13 @@ class RecordValidator:
             pc.index_in(names, value_set=unique_names),
         )
         too_old = pc.less(seconds, pc.subtract(now, pc.multiply(days, 86400.0)))
-        stamps = prepared["timestamp"].json
+        stamps = prepared["timestamp"].strings
         flag(
             too_old,
             "timestamp",
             "retention",
             lambda r: (
-                f"a {names[r].as_py()} event from {stamps[r].as_py()} is older than "
+                f"a {names[r].as_py()} event from \"{stamps[r].as_py()}\" is older than "
                 f"Insider keeps such events ({limits[names[r].as_py()]} days) and would be dropped silently; "
                 f"if your tenant keeps them longer, set out.event_retention_days: {{{names[r].as_py()}: DAYS}}"
             ),
@@ -228,7 +228,7 @@ def event_epoch_seconds(timestamps: pa.Array | None) -> pa.DoubleArray | None:
 
 
 def _list_lengths(values: Prepared) -> pa.Array:
-    lengths = pa.array(np.zeros(len(values.json), dtype=np.int32))
+    lengths = pa.array(np.zeros(len(values), dtype=np.int32))
     for lists in (values.string_lists, values.number_lists):
         if lists is not None:
             lengths = pc.add(lengths, pc.fill_null(pc.list_value_length(lists), 0))
