@@ -168,6 +168,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 2_000_000])
     parser.add_argument("--repeat", type=int, default=3, help="runs per arrowbulk figure (median)")
     parser.add_argument("--baseline-rows", type=int, default=200_000)
+    parser.add_argument(
+        "--only", choices=["attributes", "events"], help="run one export kind (and its baseline)"
+    )
     parser.add_argument("--child", choices=["arrowbulk", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--kind", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -179,6 +182,8 @@ def main() -> None:
 
     print(f"{'export':<22}{'rows':>10}{'rows/s':>12}{'vs baseline':>13}{'peak RSS':>11}  runs")
     for kind, key in (("users", "uuid"), ("events", "event_group_id")):
+        if args.only and args.only != ("attributes" if kind == "users" else "events"):
+            continue
         sink = Sink(key)
         try:
             base = child(kind, "baseline", dataset(kind, args.baseline_rows), sink)

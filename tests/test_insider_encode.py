@@ -18,7 +18,8 @@ from arrowbulk.config import validate_section
 from arrowbulk.plugins.insider.arrays import parse_array_text
 from arrowbulk.plugins.insider.columns import Kind, Role, plan_columns
 from arrowbulk.plugins.insider.config import resolve
-from arrowbulk.plugins.insider.encode import encode_users
+from arrowbulk.plugins.insider.encode import MAX_BITS, Encoder, Gap, encode_users
+from arrowbulk.plugins.insider.layout import layout
 from arrowbulk.plugins.insider.output import InsiderOutput, prepare_batch
 from arrowbulk.plugins.insider.spec import load_spec
 
@@ -208,3 +209,70 @@ def tables(draw: st.DrawFn) -> pa.Table:
 def test_the_fast_encoder_matches_the_reference_on_random_tables(table: pa.Table) -> None:
     for got, want in zip(fast_users(table), reference_users(table), strict=True):
         assert floats_equal(got, want), (got, want)
+
+
+def reference_deletions(table: pa.Table) -> list[dict[str, Any]]:
+    """DELETE_ATTRIBUTES the obvious way: single values by name, array values by value."""
+    plan = plan_columns(
+        table.schema, task_for(attribute_operation="DELETE_ATTRIBUTES"), load_spec()
+    )
+    users = []
+    for row in table.to_pylist():
+        user: dict[str, Any] = {"identifiers": {}}
+        parts: dict[bool, dict[str, Any]] = {False: {}, True: {}}  # custom? -> whole / partial
+        for column in plan.columns:
+            value = reference_value(row[column.name], column.kind)
+            if value is None:
+                continue
+            if column.role.is_identifier:
+                user["identifiers"][column.name] = value
+                continue
+            part = parts[column.role.is_custom]
+            if isinstance(value, list):
+                part.setdefault("partial", {})[column.name] = value
+            else:
+                part.setdefault("whole", []).append(column.name)
+        user.update(parts[False])
+        if parts[True]:
+            user["custom"] = parts[True]
+        users.append(user)
+    return users
+
+
+@st.composite
+def wide_tables(draw: st.DrawFn) -> pa.Table:
+    """Many optional default and custom attributes: gaps with more bits than one table holds."""
+    rows = draw(st.integers(min_value=1, max_value=10))
+    column = lambda strategy: draw(st.lists(strategy, min_size=rows, max_size=rows))  # noqa: E731
+    maybe_text = st.none() | text
+    arrays = st.lists(st.sampled_from(["a", "b", "c"]), max_size=2).map(repr)
+    columns: dict[str, pa.Array] = {"uuid": pa.array(column(text), pa.string())}
+    for name in ("name", "surname", "gender", "city", "language", "lo"):
+        columns[name] = pa.array(column(maybe_text), pa.string())
+    columns["static_segment_id"] = pa.array(
+        column(st.none() | st.lists(st.integers(0, 99), max_size=3)), pa.list_(pa.int64())
+    )
+    for name in ("c1", "c2", "c3", "c4", "c5"):
+        columns[name] = pa.array(column(maybe_text | arrays), pa.string())
+    return pa.table(columns)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wide_tables())
+def test_deletions_match_the_reference_on_wide_random_tables(table: pa.Table) -> None:
+    got = fast_users(table, attribute_operation="DELETE_ATTRIBUTES")
+    for user, want in zip(got, reference_deletions(table), strict=True):
+        assert floats_equal(user, want), (user, want)
+
+
+def test_wide_layouts_cut_their_gaps_so_each_table_stays_small() -> None:
+    names = ["uuid", "name", "surname", "gender", "city", "language", "lo", "c1", "c2", "c3"]
+    table = pa.table({name: ["x"] for name in names})
+    plan = plan_columns(
+        table.schema, task_for(attribute_operation="DELETE_ATTRIBUTES"), load_spec()
+    )
+    encoder = Encoder(layout(plan))
+    gaps = [piece for piece in encoder.pieces if isinstance(piece, Gap)]
+    assert all(len(gap.bits) <= MAX_BITS for gap in gaps)
+    values = len(encoder.pieces) - len(gaps)
+    assert len(gaps) > values + 1  # the names' list needed more than one gap

@@ -25,7 +25,8 @@ from arrowbulk.errors import RecordError
 from arrowbulk.plugins.insider.columns import Plan, plan_columns
 from arrowbulk.plugins.insider.config import InsiderTask, Operation, resolve
 from arrowbulk.plugins.insider.delivery import Delivery, Tally
-from arrowbulk.plugins.insider.encode import Encoder, identifier_group, layout
+from arrowbulk.plugins.insider.encode import Encoder
+from arrowbulk.plugins.insider.layout import identifier_group, layout
 from arrowbulk.plugins.insider.prepare import Prepared, prepare
 from arrowbulk.plugins.insider.requests import Request, RequestBuilder
 from arrowbulk.plugins.insider.spec import load_spec

@@ -32,13 +32,13 @@ class Constants:
             return NOTHING
         found = self._ids.get(text)
         if found is None:
-            if self._array is not None:
-                raise RuntimeError("constants are fixed once a batch has been spliced")
             found = self._ids[text] = len(self._texts)
             self._texts.append(text)
+            self._array = None
         return found
 
     def array(self) -> pa.Array:
+        """All constants so far (a :class:`Pieces` takes them when it is made)."""
         if self._array is None:
             self._array = pa.array(self._texts, pa.binary())
         return self._array
@@ -73,11 +73,6 @@ class Pieces:
 
         ``validity`` (optional) marks the rows that are not null.
         """
-        # Null pieces add nothing: leave them out before the copy (the rows' starts move up).
-        kept = index != NOTHING
-        counted = np.zeros(len(index) + 1, dtype=np.int64)
-        np.cumsum(kept, out=counted[1:])
-        row_starts, index = counted[row_starts], index[kept]
         large = sum(_data_size(a) for a in self._arrays) >= 2**31 - 1
         kind = pa.large_binary() if large else pa.binary()
         source = pa.concat_arrays([a.cast(kind) for a in self._arrays] if large else self._arrays)

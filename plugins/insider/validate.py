@@ -183,8 +183,9 @@ class RecordValidator:
 
     def _retention(self, prepared: Mapping[str, Prepared], rows: int, flag: Any) -> None:
         names = prepared["event_name"].strings
-        seconds = event_epoch_seconds(prepared["timestamp"].strings)
-        if names is None or seconds is None:
+        stamps = prepared["timestamp"].strings
+        seconds = event_epoch_seconds(stamps)
+        if names is None or stamps is None or seconds is None:
             return
         now = (self.now or dt.datetime.now(dt.UTC)).timestamp()
         unique_names = pc.drop_null(pc.unique(names))
@@ -197,13 +198,12 @@ class RecordValidator:
             pc.index_in(names, value_set=unique_names),
         )
         too_old = pc.less(seconds, pc.subtract(now, pc.multiply(days, 86400.0)))
-        stamps = prepared["timestamp"].strings
         flag(
             too_old,
             "timestamp",
             "retention",
             lambda r: (
-                f"a {names[r].as_py()} event from \"{stamps[r].as_py()}\" is older than "
+                f'a {names[r].as_py()} event from "{stamps[r].as_py()}" is older than '
                 f"Insider keeps such events ({limits[names[r].as_py()]} days) and would be dropped silently; "
                 f"if your tenant keeps them longer, set out.event_retention_days: {{{names[r].as_py()}: DAYS}}"
             ),
