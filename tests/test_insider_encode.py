@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from arrowbulk import RunContext
 from arrowbulk.config import validate_section
-from arrowbulk.plugins.insider.arrays import parse_array_text
+from arrowbulk.plugins.insider.arrays import WHITESPACE, parse_array_text
 from arrowbulk.plugins.insider.columns import Kind, Role, plan_columns
 from arrowbulk.plugins.insider.config import resolve
 from arrowbulk.plugins.insider.encode import MAX_BITS, Encoder, Gap, encode_users
@@ -276,3 +276,15 @@ def test_wide_layouts_cut_their_gaps_so_each_table_stays_small() -> None:
     assert all(len(gap.bits) <= MAX_BITS for gap in gaps)
     values = len(encoder.pieces) - len(gaps)
     assert len(gaps) > values + 1  # the names' list needed more than one gap
+
+
+def test_array_texts_are_trimmed_of_what_python_calls_white_space() -> None:
+    assert set(WHITESPACE) == {c for c in map(chr, range(0x110000)) if c.isspace()}
+    table = pa.table(
+        {"uuid": ["a", "b", "c"], "tags": ["\x85['x']", "\u3000[1, 2] \x1c", "\x1cword"]}
+    )
+    assert [u["attributes"] for u in fast_users(table)] == [
+        {"custom": {"tags": ["x"]}},
+        {"custom": {"tags": [1, 2]}},
+        {"custom": {"tags": "\x1cword"}},
+    ]

@@ -23,6 +23,13 @@ _SIMPLE_NUMBERS = rf"^\[\s*({_NUMBER}(\s*,\s*{_NUMBER})*)?\s*\]$"
 _EMPTY = r"^\[\s*\]$"
 _NUMBER_TOKEN = re.compile(_NUMBER)
 
+#: White space as Python's ``str.strip()`` sees it (Arrow's utf8_trim_whitespace leaves out
+#: \x1c-\x1f): a value is an array when, stripped of these, it starts with ``[``.
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
 STRING_LIST = pa.list_(pa.string())
 NUMBER_LIST = pa.list_(pa.float64())
 
@@ -39,7 +46,7 @@ class ParsedArrays:
 
 def parse_array_texts(texts: pa.Array) -> ParsedArrays:
     texts = texts.cast(pa.string())
-    trimmed = pc.utf8_trim_whitespace(texts)
+    trimmed = pc.utf8_trim(texts, WHITESPACE)
     is_array = pc.starts_with(trimmed, "[")
     inner = pc.utf8_trim_whitespace(pc.utf8_slice_codeunits(trimmed, 1, -1))
     closed = pc.and_(is_array, pc.ends_with(trimmed, "]"))
@@ -100,7 +107,7 @@ def _split_strings(inner: pa.Array, quoted: pa.Array, empty: pa.Array) -> pa.Arr
 
 def _emptied(lists: pa.ListArray, rows: np.ndarray) -> pa.ListArray:
     """``lists`` with the rows marked in ``rows`` made ``[]`` (an if_else on lists is slow)."""
-    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
     keep = ~np.repeat(rows, lengths)
     offsets = np.concatenate([[0], np.cumsum(np.where(rows, 0, lengths))]).astype(np.int32)
     return pa.ListArray.from_arrays(

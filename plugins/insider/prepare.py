@@ -19,15 +19,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-from arrowbulk.plugins.insider.arrays import NUMBER_LIST, STRING_LIST, parse_array_texts, select
+from arrowbulk.plugins.insider.arrays import (
+    NUMBER_LIST,
+    STRING_LIST,
+    WHITESPACE,
+    parse_array_texts,
+    select,
+)
 from arrowbulk.plugins.insider.columns import ColumnPlan, Kind
 from arrowbulk.plugins.insider.splice import join_lists
 
 _CONTROL = r"[\x00-\x1f]"
 
-# Bytes an array written as text may start with (after optional white space).
+# First bytes of a value that may be an array written as text: '[', ASCII white space, and
+# any non-ASCII byte (Unicode white space such as U+0085 or U+3000 may come before the '[').
 _ARRAY_START = np.zeros(256, dtype=bool)
-_ARRAY_START[[ord(c) for c in "[ \t\n\r"]] = True
+_ARRAY_START[[ord(c) for c in "[" + WHITESPACE if ord(c) < 0x80]] = True
+_ARRAY_START[0x80:] = True
 
 
 def _data_bytes(values: pa.Array) -> np.ndarray:
@@ -116,14 +124,20 @@ def _text_or_array(name: str, strings: pa.Array) -> Prepared:
     if not maybe.any():  # no value can be an array: plain strings, no parsing at all
         return Prepared(name, escape_strings(strings), True, strings=strings)
     where = np.flatnonzero(maybe)
-    parsed = parse_array_texts(strings.take(pa.array(where)))
-    # Scatter the parsed subset back: row -> its position in the subset, null elsewhere.
-    position = np.full(len(strings), -1, dtype=np.int64)
-    position[where] = np.arange(len(where))
-    back = pa.array(position, mask=position < 0)
-    is_array = pc.fill_null(pc.take(parsed.is_array, back), False)
-    string_lists, number_lists = pc.take(parsed.strings, back), pc.take(parsed.numbers, back)
-    errors = pc.take(parsed.errors, back)
+    if len(where) * 2 > len(strings):  # mostly arrays: parse every row, no gather and scatter
+        parsed = parse_array_texts(strings)
+        is_array = pc.fill_null(parsed.is_array, False)
+        string_lists, number_lists = parsed.strings, parsed.numbers
+        errors = parsed.errors
+    else:
+        parsed = parse_array_texts(strings.take(pa.array(where)))
+        # Scatter the parsed subset back: row -> its position in the subset, null elsewhere.
+        position = np.full(len(strings), -1, dtype=np.int64)
+        position[where] = np.arange(len(where))
+        back = pa.array(position, mask=position < 0)
+        is_array = pc.fill_null(pc.take(parsed.is_array, back), False)
+        string_lists, number_lists = pc.take(parsed.strings, back), pc.take(parsed.numbers, back)
+        errors = pc.take(parsed.errors, back)
     plain = select(pc.invert(is_array), lambda: strings, pa.string())
     list_json = pc.coalesce(json_string_lists(string_lists), json_number_lists(number_lists))
     return Prepared(

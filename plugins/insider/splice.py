@@ -58,10 +58,12 @@ class Pieces:
         """
         base = self._size
         # Only present values are taken, so the validity bitmap is not needed: without it
-        # ``take`` skips a null check per piece. (string -> binary shares the buffers.)
-        buffers = values.cast(pa.binary()).buffers()
+        # ``take`` skips a null check per piece. A string array's buffers serve as binary.
+        if not (pa.types.is_string(values.type) or pa.types.is_binary(values.type)):
+            values = values.cast(pa.binary())
+        buffers = values.buffers()
         self._arrays.append(
-            pa.Array.from_buffers(pa.binary(), len(values), [None, *buffers[1:]], 0, values.offset)
+            pa.Array.from_buffers(pa.binary(), len(values), [None, *buffers[1:3]], 0, values.offset)
         )
         self._size += len(values)
         return base

@@ -76,15 +76,20 @@ class RecordValidator:
         return [c.column.name for c in self.columns if c.rules is None]
 
     def validate(self, prepared: Mapping[str, Prepared], rows: int) -> Verdict:
-        failed = pa.array(np.zeros(rows, dtype=bool))
+        failed = np.zeros(rows, dtype=bool)
         issues: list[Issue] = []
 
         def flag(mask: pa.Array, column: str | None, rule: str, message_of: Any) -> None:
-            nonlocal failed
-            fresh = pc.and_(pc.fill_null(mask, False), pc.invert(failed))
-            for row in pc.indices_nonzero(fresh).to_pylist():
+            # Rules rarely fail: one cheap test per rule, the row work only when one does.
+            if mask.null_count:
+                mask = pc.fill_null(mask, False)
+            broken = mask.to_numpy(zero_copy_only=False)
+            if not broken.any():
+                return
+            fresh = broken & ~failed  # a row is reported for its first broken rule only
+            for row in np.flatnonzero(fresh).tolist():
                 issues.append(Issue(row, column, rule, message_of(row)))
-            failed = pc.or_(failed, fresh)
+            failed[fresh] = True
 
         for checker in self.columns:
             values = prepared[checker.column.name]
@@ -99,7 +104,7 @@ class RecordValidator:
             self._column_rules(checker, values, flag)
         self._row_rules(prepared, rows, flag)
         issues.sort(key=lambda issue: issue.row)
-        return Verdict(pc.invert(failed), issues)
+        return Verdict(pa.array(~failed), issues)
 
     def _column_rules(self, checker: _ColumnValidator, values: Prepared, flag: Any) -> None:
         name = checker.column.name
