@@ -37,9 +37,10 @@ from arrowbulk.resources import load_schema
 log = logging.getLogger(__name__)
 
 #: Rows encoded in one step. Larger steps amortise per-call overhead; smaller ones hold less
-#: intermediate data. Measured (200k users, rows/s and peak RSS): 4096: 77k, 293 MB;
-#: 16384: 106k, 384 MB; 65536: 100k, 476 MB (with mimalloc; see cli._choose_memory_pool).
-CHUNK_ROWS = int(os.environ.get("ARROWBULK_INSIDER_CHUNK_ROWS", "16384"))
+#: intermediate data. Measured (attributes benchmark, jemalloc; job seconds for 2M users and
+#: peak RSS for 200k / 2M): 8192: 14.7 s, 200 / 218 MB; 16384: 12.1 s, 252 / 274 MB;
+#: 32768: 10.8-11.4 s, 300 / 322 MB; 65536: 11.3 s, 375 / 406 MB.
+CHUNK_ROWS = int(os.environ.get("ARROWBULK_INSIDER_CHUNK_ROWS", "32768"))
 
 
 class InsiderJob:
