@@ -171,17 +171,22 @@ def peak_rss_mb() -> float:
 
 def check_encoder(path: Path, kind: str) -> str:
     """The fast encoder's output equals the reference encoder's on the benchmark data."""
-    if kind != "users":
-        return "n/a"
     import pyarrow.parquet as pq
 
     sys.path.insert(0, str(HERE.parent / "tests"))
-    from test_insider_encode import fast_users, floats_equal, reference_users
+    from test_insider_encode import (
+        fast_events,
+        fast_users,
+        floats_equal,
+        reference_events,
+        reference_users,
+    )
 
     table = pq.ParquetFile(path).read_row_group(0).slice(0, 5000)
-    same = all(
-        floats_equal(a, b) for a, b in zip(fast_users(table), reference_users(table), strict=True)
+    fast, reference = (
+        (fast_users, reference_users) if kind == "users" else (fast_events, reference_events)
     )
+    same = all(floats_equal(a, b) for a, b in zip(fast(table), reference(table), strict=True))
     return "equal" if same else "DIFFERENT"
 
 

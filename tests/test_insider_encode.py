@@ -18,7 +18,13 @@ from arrowbulk.config import validate_section
 from arrowbulk.plugins.insider.arrays import WHITESPACE, parse_array_text
 from arrowbulk.plugins.insider.columns import Kind, Role, plan_columns
 from arrowbulk.plugins.insider.config import resolve
-from arrowbulk.plugins.insider.encode import MAX_BITS, Encoder, Gap, encode_users
+from arrowbulk.plugins.insider.encode import (
+    MAX_BITS,
+    Encoder,
+    Gap,
+    encode_users,
+    identifier_objects,
+)
 from arrowbulk.plugins.insider.layout import layout
 from arrowbulk.plugins.insider.output import InsiderOutput, prepare_batch
 from arrowbulk.plugins.insider.spec import load_spec
@@ -80,6 +86,41 @@ def fast_users(table: pa.Table, **out: Any) -> list[Any]:
     return [
         orjson.loads(text)
         for text in encode_users(plan, prepare_batch(plan, batch), batch.num_rows).to_pylist()
+    ]
+
+
+def reference_events(table: pa.Table) -> list[dict[str, Any]]:
+    """USER_EVENTS the obvious way: each row's identifiers and its event object."""
+    plan = plan_columns(table.schema, task_for(export_mode="USER_EVENTS"), load_spec())
+    rows = []
+    for row in table.to_pylist():
+        sections: dict[Role, dict[str, Any]] = {}
+        for column in plan.columns:
+            value = reference_value(row[column.name], column.kind)
+            if value is not None:
+                sections.setdefault(column.role, {})[column.name] = value
+        identifiers = dict(sections.get(Role.IDENTIFIER, {}))
+        if Role.CUSTOM_IDENTIFIER in sections:
+            identifiers["custom"] = sections[Role.CUSTOM_IDENTIFIER]
+        event = {**sections.get(Role.EVENT_NAME, {}), **sections.get(Role.TIMESTAMP, {})}
+        params = dict(sections.get(Role.EVENT_PARAM, {}))
+        if Role.CUSTOM_EVENT_PARAM in sections:
+            params["custom"] = sections[Role.CUSTOM_EVENT_PARAM]
+        if params:
+            event["event_params"] = params
+        rows.append({"identifiers": identifiers, "event": event})
+    return rows
+
+
+def fast_events(table: pa.Table) -> list[dict[str, Any]]:
+    plan = plan_columns(table.schema, task_for(export_mode="USER_EVENTS"), load_spec())
+    batch = table.to_batches()[0]
+    prepared = prepare_batch(plan, batch)
+    events = encode_users(plan, prepared, batch.num_rows).to_pylist()
+    keys = identifier_objects(plan, prepared, batch.num_rows).to_pylist()
+    return [
+        {"identifiers": orjson.loads(key), "event": orjson.loads(event)}
+        for key, event in zip(keys, events, strict=True)
     ]
 
 
@@ -288,3 +329,27 @@ def test_array_texts_are_trimmed_of_what_python_calls_white_space() -> None:
         {"custom": {"tags": [1, 2]}},
         {"custom": {"tags": "\x1cword"}},
     ]
+
+
+EVENTS = pa.table(
+    {
+        "uuid": ["u1", "u1", "u2", "u3"],
+        "event_name": ["purchase", "cart_page_view", "login", "purchase"],
+        "timestamp": pa.array(
+            [dt.datetime(2026, 11, 1, 10, 0, 0, 250000, tzinfo=dt.UTC)] * 4,
+            pa.timestamp("ms", tz="UTC"),
+        ),
+        "currency": ["USD", None, None, "EUR"],
+        "unit_sale_price": [1.5, None, float("nan"), 2.0],
+        "quantity": pa.array([1, None, None, 3], pa.int64()),
+        "taxonomy": ["['shoes', 'men']", None, "[]", "['a \\'b\\'']"],
+        "coupon": ['say "hi"', None, None, "\u3000"],
+    }
+)
+
+
+@pytest.mark.parametrize(("start", "length"), [(0, 4), (1, 2)])
+def test_the_fast_event_encoder_matches_the_reference(start: int, length: int) -> None:
+    table = EVENTS.slice(start, length)
+    for got, want in zip(fast_events(table), reference_events(table), strict=True):
+        assert floats_equal(got, want), (got, want)
