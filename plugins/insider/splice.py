@@ -10,6 +10,7 @@ which is how a left-out member or an absent comma is written.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,28 +21,36 @@ NOTHING = 0
 
 
 class Constants:
-    """The fixed byte strings of a layout (keys, brackets, commas), numbered from 1."""
+    """The fixed byte strings of a layout (keys, brackets, commas), numbered from 1.
+
+    Shared by the task threads of a job; new constants appear while the first batches are
+    encoded, so both methods hold a lock (an array made before a constant was added must not
+    be kept as the array of all constants).
+    """
 
     def __init__(self) -> None:
         self._ids: dict[bytes, int] = {}
         self._texts: list[bytes] = [b""]  # NOTHING
         self._array: pa.Array | None = None
+        self._lock = threading.Lock()
 
     def id(self, text: bytes) -> int:
         if not text:
             return NOTHING
-        found = self._ids.get(text)
-        if found is None:
-            found = self._ids[text] = len(self._texts)
-            self._texts.append(text)
-            self._array = None
-        return found
+        with self._lock:
+            found = self._ids.get(text)
+            if found is None:
+                found = self._ids[text] = len(self._texts)
+                self._texts.append(text)
+                self._array = None
+            return found
 
     def array(self) -> pa.Array:
         """All constants so far (a :class:`Pieces` takes them when it is made)."""
-        if self._array is None:
-            self._array = pa.array(self._texts, pa.binary())
-        return self._array
+        with self._lock:
+            if self._array is None:
+                self._array = pa.array(self._texts, pa.binary())
+            return self._array
 
 
 class Pieces:
@@ -98,7 +107,8 @@ def _data_size(values: pa.Array) -> int:
 
 
 def fixed_rows(slots: Sequence[np.ndarray], rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """The index and row starts for rows of ``len(slots)`` pieces each (slot-major input)."""
+    """The index and row starts for rows of ``len(slots)`` pieces each: row r's k-th piece is
+    ``slots[k][r]``."""
     width = len(slots)
     index = np.empty((rows, width), dtype=np.int64)
     for position, slot in enumerate(slots):
