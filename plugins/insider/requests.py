@@ -23,6 +23,7 @@ from arrowbulk.plugins.insider.config import InsiderTask, Operation
 _IDENTIFIERS = b'{"identifiers":'
 _EVENTS = b',"events":['
 _CLOSE_EVENTS = b"]}"
+_USER_ENVELOPE = len(_IDENTIFIERS) + len(_EVENTS) + len(_CLOSE_EVENTS)
 
 
 @dataclass
@@ -93,11 +94,9 @@ class RequestBuilder:
         return b'{"users":[', tail + b"}"
 
     def _reset(self) -> None:
-        self._chunks: list[tuple[np.ndarray, pa.Array]] = []  # (rows, texts) of pending users
-        self._keys: list[bytes] = []  # events: each pending user's identifiers JSON
-        self._events: list[list[bytes]] = []
-        self._event_rows: list[list[int]] = []
-        self._by_key: dict[bytes, int] = {}
+        self._chunks: list[tuple[np.ndarray, pa.Array]] = []  # (rows, texts) of pending records
+        self._keys: list[pa.Array] = []  # events: each pending record's identifiers JSON
+        self._users = 0  # events: distinct users pending
         self._size = self.overhead
         self._records = 0
         self._created = 0.0
@@ -113,9 +112,7 @@ class RequestBuilder:
         """The lowest source row still waiting in this builder, if any."""
         if not self._records:
             return None
-        if self.events:
-            return min(rows[0] for rows in self._event_rows)
-        return int(self._chunks[0][0][0])
+        return int(self._chunks[0][0][0])  # a task's rows arrive in order
 
     def too_large(self, texts: pa.Array, keys: pa.Array | None) -> np.ndarray:
         """Rows whose record alone would make a request over ``max_bytes``."""
@@ -136,7 +133,7 @@ class RequestBuilder:
             self._created = time.monotonic()
         if self.events:
             assert keys is not None
-            return self._add_events(rows.tolist(), texts.to_pylist(), keys.to_pylist())
+            return self._add_events(rows, texts, keys)
         return self._add_users(rows, texts)
 
     def _add_users(self, rows: np.ndarray, texts: pa.Array) -> list[Request]:
@@ -165,55 +162,62 @@ class RequestBuilder:
                 closed.append(self._close_pending())
         return closed
 
-    def _add_events(self, rows: list[int], texts: list[bytes], keys: list[bytes]) -> list[Request]:
+    def _add_events(self, rows: np.ndarray, texts: pa.Array, keys: pa.Array) -> list[Request]:
+        """Events, in windows of the records a request still takes; a request holds one user
+        object per distinct identifiers, with that user's events in row order."""
         closed: list[Request] = []
-        for row, text, key in zip(rows, texts, keys, strict=True):
-            index = self._by_key.get(key)
-            cost = len(text) + 1 if index is not None else self._new_user_cost(key, text)
-            if self._records and (
-                self._records >= self.task.max_records or self._size + cost > self.task.max_bytes
-            ):
+        text_sizes = _lengths(texts)
+        key_sizes = _lengths(keys)
+        start, total = 0, len(rows)
+        while start < total:
+            take = min(self.task.max_records - self._records, total - start)
+            window = slice(start, start + take)
+            new_user = self._new_users(keys.slice(start, take))
+            # An event of a known user costs its text and a comma; a new user adds its
+            # object's envelope and identifiers, and a comma unless it is the request's first.
+            costs = text_sizes[window] + 1
+            costs[new_user] += _USER_ENVELOPE + key_sizes[window][new_user]
+            if not self._users and new_user.any():
+                costs[np.argmax(new_user)] -= 1
+            ends = np.cumsum(costs)
+            fit = int(np.searchsorted(ends, self.task.max_bytes - self._size, side="right"))
+            if fit == 0 and self._records:
                 closed.append(self._close_pending())
-                index, cost = None, self._new_user_cost(key, text)
+                continue
+            fit = max(fit, 1)  # alone over max_bytes: too_large() keeps such records out
             if not self._records:
                 self._created = time.monotonic()
-            self._records += 1
-            self._size += cost
-            if index is None:
-                self._by_key[key] = len(self._keys)
-                self._keys.append(key)
-                self._events.append([text])
-                self._event_rows.append([row])
-            else:
-                self._events[index].append(text)
-                self._event_rows[index].append(row)
-        if self._records >= self.task.max_records:
-            closed.append(self._close_pending())
+            self._chunks.append((rows[start : start + fit], texts.slice(start, fit)))
+            self._keys.append(keys.slice(start, fit))
+            self._size += int(ends[fit - 1])
+            self._records += fit
+            self._users += int(np.count_nonzero(new_user[:fit]))
+            start += fit
+            if self._records >= self.task.max_records or fit < take:
+                closed.append(self._close_pending())
         return closed
 
-    def _new_user_cost(self, key: bytes, text: bytes) -> int:
-        comma = 1 if self._keys else 0
-        return comma + len(_IDENTIFIERS) + len(key) + len(_EVENTS) + len(text) + len(_CLOSE_EVENTS)
+    def _new_users(self, keys: pa.Array) -> np.ndarray:
+        """Per record: the first of its user in ``keys`` and not among the pending users."""
+        codes = keys.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+        new = np.zeros(len(keys), dtype=bool)
+        new[np.unique(codes, return_index=True)[1]] = True
+        if self._records:
+            pending = pa.concat_arrays(self._keys)
+            new &= ~pc.is_in(keys, value_set=pending).to_numpy(zero_copy_only=False)
+        return new
 
     def close(self) -> Request | None:
         """Close the pending request, if any (at the end of a task, or when it is too old)."""
         return self._close_pending() if self._records else None
 
     def _close_pending(self) -> Request:
+        rows = np.concatenate([chunk_rows for chunk_rows, _ in self._chunks])
+        texts = pa.concat_arrays([chunk_texts for _, chunk_texts in self._chunks])
         if self.events:
-            user_texts = pa.array(
-                [
-                    _IDENTIFIERS + k + _EVENTS + b",".join(e) + _CLOSE_EVENTS
-                    for k, e in zip(self._keys, self._events, strict=True)
-                ],
-                pa.binary(),
-            )
-            rows = np.array([r for group in self._event_rows for r in group], np.int64)
-            starts = np.cumsum([0, *map(len, self._event_rows)])
+            rows, starts, user_texts = _users_of_events(rows, texts, pa.concat_arrays(self._keys))
         else:
-            user_texts = pa.concat_arrays([texts for _, texts in self._chunks])
-            rows = np.concatenate([chunk_rows for chunk_rows, _ in self._chunks])
-            starts = np.arange(len(rows) + 1)
+            starts, user_texts = np.arange(len(rows) + 1), texts
         request = Request(self.wrap(user_texts), rows, starts, user_texts, self._created)
         if len(request.body) != self._size:
             raise AssertionError(
@@ -226,3 +230,27 @@ class RequestBuilder:
         if self.single:
             return bytes(user_texts[0].as_py())
         return _body(self.prefix, user_texts, self.suffix)
+
+
+def _lengths(texts: pa.Array) -> np.ndarray:
+    lengths: np.ndarray = pc.binary_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
+    return lengths
+
+
+def _users_of_events(
+    rows: np.ndarray, texts: pa.Array, keys: pa.Array
+) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """Events grouped by user, users in order of their first event: the rows in body order,
+    each user's first position among them, and each user's JSON."""
+    encoded = keys.dictionary_encode()  # dictionary in order of first appearance
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(codes, kind="stable")
+    starts = np.zeros(len(encoded.dictionary) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(codes, minlength=len(encoded.dictionary)), out=starts[1:])
+    events = pa.ListArray.from_arrays(
+        pa.array(starts.astype(np.int32)), texts.take(pa.array(order))
+    )
+    user_texts = pc.binary_join_element_wise(
+        _IDENTIFIERS, encoded.dictionary, _EVENTS, pc.binary_join(events, b","), _CLOSE_EVENTS, b""
+    )
+    return rows[order], starts, user_texts
