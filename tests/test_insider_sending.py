@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import time
@@ -102,6 +103,42 @@ def test_partial_failures_map_back_to_their_source_rows(run_insider, httpserver)
     }  # the source row
     assert server[0]["sent"]["identifiers"]["uuid"] == "u2"  # and what Insider refused
     assert "invalid phone number" in server[0]["message"]
+
+
+def test_a_refused_user_of_an_events_request_rejects_all_its_events(
+    run_insider, httpserver
+) -> None:
+    answer = {
+        "data": {
+            "successful": {"count": 2},
+            "fail": {"count": 1, "errors": {"users.1.events.0.event_name": ["unknown"]}},
+        }
+    }
+    httpserver.expect_request("/api/user/v1/upsert", method="POST").respond_with_json(answer)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    table = pa.table(
+        {
+            "uuid": ["u0", "u1", "u0", "u1", "u2"],
+            "event_name": ["a", "b", "c", "d", "e"],
+            "timestamp": pa.array([now] * 5, pa.timestamp("s", tz="UTC")),
+        }
+    )
+    run = run_insider(
+        table,
+        endpoint=httpserver.url_for("").rstrip("/"),
+        export_mode="USER_EVENTS",
+        skip_invalid_records=True,
+    )
+    assert run.code == 0, run.err
+    (request,) = httpserver.log
+    users = json.loads(request[0].data)["users"]
+    assert [(u["identifiers"]["uuid"], [e["event_name"] for e in u["events"]]) for u in users] == [
+        ("u0", ["a", "c"]),
+        ("u1", ["b", "d"]),
+        ("u2", ["e"]),
+    ]
+    assert run.rows == {"read": 5, "accepted": 3, "rejected": 2, "unsent": 0}
+    assert sorted(r["row"] for r in run.rejects) == [1, 3]  # both events of users.1
 
 
 def test_partial_failure_without_skipping_stops_the_job(run_insider, httpserver) -> None:
