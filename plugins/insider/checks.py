@@ -177,7 +177,8 @@ def _items(item_schema: Mapping[str, Any], schema: Mapping[str, Any]) -> list[Ru
             flat = pc.list_flatten(lists)  # respects slices, like list_parent_indices
             if len(flat) == 0:
                 continue
-            items = Prepared("item", flat.cast(pa.string()), **{field: flat})
+            # The item rules read typed values and presence, never the text: no cast to text.
+            items = Prepared("item", flat, **{field: flat})
             bad_items = _none(items)
             for rule in item_rules:
                 bad_items = pc.or_(bad_items, rule.check(items))

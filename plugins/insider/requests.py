@@ -116,13 +116,9 @@ class RequestBuilder:
 
     def too_large(self, texts: pa.Array, keys: pa.Array | None) -> np.ndarray:
         """Rows whose record alone would make a request over ``max_bytes``."""
-        cost = pc.binary_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
+        cost = _lengths(texts)
         if keys is not None:
-            cost = (
-                cost
-                + pc.binary_length(keys).to_numpy(zero_copy_only=False)
-                + len(_IDENTIFIERS + _EVENTS + _CLOSE_EVENTS)
-            )
+            cost = cost + _lengths(keys) + _USER_ENVELOPE
         return np.asarray(self.overhead + cost > self.task.max_bytes)
 
     def add(self, rows: np.ndarray, texts: pa.Array, keys: pa.Array | None = None) -> list[Request]:
@@ -138,9 +134,7 @@ class RequestBuilder:
 
     def _add_users(self, rows: np.ndarray, texts: pa.Array) -> list[Request]:
         closed: list[Request] = []
-        costs = (
-            pc.binary_length(texts).to_numpy(zero_copy_only=False).astype(np.int64) + 1
-        )  # a comma each
+        costs = _lengths(texts) + 1  # a comma each
         ends = np.cumsum(costs)
         start, total = 0, len(rows)
         while start < total:

@@ -120,48 +120,41 @@ def join_lists(lists: pa.ListArray, items: pa.Array, quoted: bool) -> pa.Array:
     """``[a,b]`` per row from the items' JSON texts (``["a","b"]`` when ``quoted``); null stays null.
 
     ``items`` are texts of ``lists.values`` (all of them: a sliced list's offsets point into
-    the whole values array).
+    the whole values array). A row of n items is 2n + 1 pieces: ``["``, item, ``","``, item,
+    ``"]`` (the brackets, quotes and commas between two items are one piece).
     """
     constants = _LIST_CONSTANTS
     rows = len(lists)
     offsets = np.frombuffer(lists.buffers()[1], np.int32)[lists.offset : lists.offset + rows + 1]
     lengths = np.diff(offsets).astype(np.int64)
-    validity = None
+    valid = np.ones(rows, dtype=bool)
     if lists.null_count:
-        validity = lists.is_valid().to_numpy(zero_copy_only=False)
-        lengths[~validity] = 0  # a null list's range is not required to be empty
-    per_item = 3 if quoted else 2  # opening ("," and/or '"'), the item, the closing '"'
-    slots = per_item * lengths + 2
-    if validity is not None:
-        slots[~validity] = 0
+        valid = lists.is_valid().to_numpy(zero_copy_only=False)
+        lengths[~valid] = 0  # a null list's range is not required to be empty
+    slots = np.where(lengths > 0, 2 * lengths + 1, valid.astype(np.int64))
     row_starts = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(slots, out=row_starts[1:])
     index = np.empty(int(row_starts[-1]), dtype=np.int64)
-    opened = row_starts[:-1] if validity is None else row_starts[:-1][validity]
-    index[opened] = constants.id(b"[")
-    index[(row_starts[1:] if validity is None else row_starts[1:][validity]) - 1] = constants.id(
-        b"]"
-    )
+    first = row_starts[:-1]
+    opening, between, closing = (b'["', b'","', b'"]') if quoted else (b"[", b",", b"]")
+    index[first[valid & (lengths == 0)]] = constants.id(b"[]")
+    index[first[lengths > 0]] = constants.id(opening)
+    pieces = Pieces(constants)
     total = int(lengths.sum())
     if total:
+        base = pieces.add(items)
         firsts = np.repeat(np.cumsum(lengths) - lengths, lengths)
         position = np.arange(total, dtype=np.int64) - firsts  # each item's place in its row
-        slot = np.repeat(row_starts[:-1] + 1, lengths) + per_item * position
-        pieces = Pieces(constants)
-        base = pieces.add(items)
-        first, later = (b'"', b',"') if quoted else (b"", b",")
-        index[slot] = np.where(position == 0, constants.id(first), constants.id(later))
+        slot = np.repeat(first + 1, lengths) + 2 * position
         taken = base + np.repeat(offsets[:-1], lengths) + position
         if items.null_count:  # a null item adds nothing (such a record is refused anyway)
             taken[~items.is_valid().to_numpy(zero_copy_only=False)[taken - base]] = NOTHING
-        index[slot + 1] = taken
-        if quoted:
-            index[slot + 2] = constants.id(b'"')
-    else:
-        pieces = Pieces(constants)
-    return pieces.splice(index, row_starts, validity)
+        index[slot] = taken
+        last = position == np.repeat(lengths - 1, lengths)
+        index[slot + 1] = np.where(last, constants.id(closing), constants.id(between))
+    return pieces.splice(index, row_starts, None if lists.null_count == 0 else valid)
 
 
 _LIST_CONSTANTS = Constants()
-for _text in (b"[", b"]", b'"', b',"', b","):
+for _text in (b"[]", b"[", b",", b"]", b'["', b'","', b'"]'):
     _LIST_CONSTANTS.id(_text)
