@@ -59,24 +59,38 @@ def reference_value(value: Any, kind: Kind) -> Any:
     return value
 
 
-def reference_users(table: pa.Table, **out: Any) -> list[dict[str, Any]]:
-    task = task_for(**out)
-    plan = plan_columns(table.schema, task, load_spec())
-    users = []
+def reference_sections(table: pa.Table, **out: Any) -> list[dict[Role, dict[str, Any]]]:
+    """Per row: the values to send, by role ("custom" objects not yet nested)."""
+    plan = plan_columns(table.schema, task_for(**out), load_spec())
+    rows = []
     for row in table.to_pylist():
         sections: dict[Role, dict[str, Any]] = {}
         for column in plan.columns:
             value = reference_value(row[column.name], column.kind)
             if value is not None:
                 sections.setdefault(column.role, {})[column.name] = value
-        identifiers = dict(sections.get(Role.IDENTIFIER, {}))
-        if Role.CUSTOM_IDENTIFIER in sections:
-            identifiers["custom"] = sections[Role.CUSTOM_IDENTIFIER]
-        attributes = dict(sections.get(Role.ATTRIBUTE, {}))
-        if Role.CUSTOM_ATTRIBUTE in sections:
-            attributes["custom"] = sections[Role.CUSTOM_ATTRIBUTE]
-        users.append({"identifiers": identifiers, "attributes": attributes})
-    return users
+        rows.append(sections)
+    return rows
+
+
+def with_custom(
+    sections: dict[Role, dict[str, Any]], default: Role, custom: Role
+) -> dict[str, Any]:
+    """The default members of an object, and its custom ones nested under "custom"."""
+    members = dict(sections.get(default, {}))
+    if custom in sections:
+        members["custom"] = sections[custom]
+    return members
+
+
+def reference_users(table: pa.Table, **out: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "identifiers": with_custom(sections, Role.IDENTIFIER, Role.CUSTOM_IDENTIFIER),
+            "attributes": with_custom(sections, Role.ATTRIBUTE, Role.CUSTOM_ATTRIBUTE),
+        }
+        for sections in reference_sections(table, **out)
+    ]
 
 
 def fast_users(table: pa.Table, **out: Any) -> list[Any]:
@@ -91,23 +105,13 @@ def fast_users(table: pa.Table, **out: Any) -> list[Any]:
 
 def reference_events(table: pa.Table) -> list[dict[str, Any]]:
     """USER_EVENTS the obvious way: each row's identifiers and its event object."""
-    plan = plan_columns(table.schema, task_for(export_mode="USER_EVENTS"), load_spec())
     rows = []
-    for row in table.to_pylist():
-        sections: dict[Role, dict[str, Any]] = {}
-        for column in plan.columns:
-            value = reference_value(row[column.name], column.kind)
-            if value is not None:
-                sections.setdefault(column.role, {})[column.name] = value
-        identifiers = dict(sections.get(Role.IDENTIFIER, {}))
-        if Role.CUSTOM_IDENTIFIER in sections:
-            identifiers["custom"] = sections[Role.CUSTOM_IDENTIFIER]
+    for sections in reference_sections(table, export_mode="USER_EVENTS"):
         event = {**sections.get(Role.EVENT_NAME, {}), **sections.get(Role.TIMESTAMP, {})}
-        params = dict(sections.get(Role.EVENT_PARAM, {}))
-        if Role.CUSTOM_EVENT_PARAM in sections:
-            params["custom"] = sections[Role.CUSTOM_EVENT_PARAM]
+        params = with_custom(sections, Role.EVENT_PARAM, Role.CUSTOM_EVENT_PARAM)
         if params:
             event["event_params"] = params
+        identifiers = with_custom(sections, Role.IDENTIFIER, Role.CUSTOM_IDENTIFIER)
         rows.append({"identifiers": identifiers, "event": event})
     return rows
 
