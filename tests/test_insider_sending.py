@@ -17,6 +17,7 @@ from werkzeug import Request, Response
 
 from arrowbulk import InputPlugin, hookimpl
 from arrowbulk.config import pipeline_from_mapping
+from arrowbulk.plugins.insider import output as insider_output
 from arrowbulk.registry import load_registry
 from arrowbulk.runner import Job
 
@@ -266,3 +267,31 @@ def test_a_batch_is_sent_when_its_oldest_record_waited_long_enough(sandbox, tmp_
     assert first["at"] < SlowInput.yielded_second_at  # sent while the input was still waiting
     assert [len(b["users"]) for b in bodies(sandbox)] == [3, 3]
     assert summary.accepted == 6
+
+
+def test_steps_are_bounded_by_bytes_as_well_as_rows(monkeypatch) -> None:
+    monkeypatch.setattr(insider_output, "CHUNK_BYTES", 4000)
+    batch = pa.record_batch({"uuid": [f"u{i}" for i in range(100)], "bio": ["b" * 400] * 100})
+    steps = list(insider_output.steps(batch))
+    assert 1 < len(steps) < 100 and all(s.nbytes <= 4000 for s in steps)
+    assert pa.Table.from_batches(steps).equals(pa.Table.from_batches([batch]))
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_wide_rows_keep_their_row_numbers_across_steps(
+    run_insider, sandbox, monkeypatch, skip: bool
+) -> None:
+    monkeypatch.setattr(insider_output, "CHUNK_BYTES", 3000)  # steps of a few rows
+    emails = [f"user{i}@example.com" for i in range(50)]
+    emails[37] = "not-an-email"
+    run = run_insider(users(50, bio=["b" * 400] * 50, email=emails), skip_invalid_records=skip)
+    if skip:
+        assert run.code == 0, run.err
+        assert run.rows == {"read": 50, "accepted": 49, "rejected": 1, "unsent": 0}
+        assert [r["row"] for r in run.rejects] == [37]
+        sent = [u["identifiers"]["uuid"] for b in bodies(sandbox) for u in b["users"]]
+        assert sorted(sent) == sorted(f"u{i:05d}" for i in range(50) if i != 37)
+    else:
+        assert run.code != 0
+        assert "row 37" in run.err and "Nothing was sent" in run.err
+        assert bodies(sandbox) == []

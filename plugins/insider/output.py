@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, wait
 from typing import Any
 
@@ -41,6 +41,20 @@ log = logging.getLogger(__name__)
 #: peak RSS for 200k / 2M): 8192: 14.7 s, 200 / 218 MB; 16384: 12.1 s, 252 / 274 MB;
 #: 32768: 10.8-11.4 s, 300 / 322 MB; 65536: 11.3 s, 375 / 406 MB.
 CHUNK_ROWS = int(os.environ.get("ARROWBULK_INSIDER_CHUNK_ROWS", "32768"))
+#: ... and at most this many bytes of input per step, for wide rows (long arrays, big texts):
+#: it bounds a step's memory, and keeps its JSON (up to ~6x the input, for escapes) under
+#: the 2 GiB that Arrow's binary arrays address.
+CHUNK_BYTES = 256 * 2**20
+
+
+def steps(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    """The batch in slices of at most CHUNK_ROWS rows and about CHUNK_BYTES bytes."""
+    rows = CHUNK_ROWS
+    if batch.num_rows:
+        per_row = batch.nbytes / batch.num_rows
+        rows = max(1, min(rows, int(CHUNK_BYTES // max(per_row, 1))))
+    for start in range(0, batch.num_rows, rows):
+        yield batch.slice(start, rows)
 
 
 class InsiderJob:
@@ -142,6 +156,11 @@ class InsiderRecordCheck(RecordCheck):
         self.rows = 0
 
     def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
+        for step in steps(batch):
+            self._add_step(step, task_index, first_row)
+            first_row += step.num_rows
+
+    def _add_step(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
         verdict = self.validator.validate(prepare_batch(self.plan, batch), batch.num_rows)
         self.rows += batch.num_rows
         if verdict.issues:
@@ -173,10 +192,11 @@ class InsiderRecordCount(RecordCheck):
         self.invalid: dict[str, int] = {}
 
     def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
-        verdict = self.validator.validate(prepare_batch(self.plan, batch), batch.num_rows)
-        self.rows += batch.num_rows
-        for issue in verdict.issues:
-            self.invalid[issue.reason] = self.invalid.get(issue.reason, 0) + 1
+        for step in steps(batch):
+            verdict = self.validator.validate(prepare_batch(self.plan, step), step.num_rows)
+            self.rows += step.num_rows
+            for issue in verdict.issues:
+                self.invalid[issue.reason] = self.invalid.get(issue.reason, 0) + 1
 
     def finish(self) -> dict[str, Any]:
         return {
@@ -226,9 +246,8 @@ class InsiderPage(PageOutput):
         self.rows = self._queued_through = self._sent = rows
 
     def add(self, batch: pa.RecordBatch) -> None:
-        # Slices of CHUNK_ROWS bound the memory each step's intermediate columns take.
-        for start in range(0, batch.num_rows, CHUNK_ROWS):
-            self._add_chunk(batch.slice(start, CHUNK_ROWS))
+        for step in steps(batch):  # bounds the memory each step's intermediate columns take
+            self._add_chunk(step)
 
     def _add_chunk(self, batch: pa.RecordBatch) -> None:
         self.job.delivery.raise_if_failed()

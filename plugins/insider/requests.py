@@ -148,7 +148,7 @@ class RequestBuilder:
                 continue
             if not self._records:
                 self._created = time.monotonic()
-            self._chunks.append((rows[start : start + take], texts.slice(start, take)))
+            self._chunks.append((rows[start : start + take], _narrow(texts.slice(start, take))))
             self._size += int(ends[start + take - 1] - base) - (1 if not self._records else 0)
             self._records += take
             start += take
@@ -181,8 +181,8 @@ class RequestBuilder:
             fit = max(fit, 1)  # alone over max_bytes: too_large() keeps such records out
             if not self._records:
                 self._created = time.monotonic()
-            self._chunks.append((rows[start : start + fit], texts.slice(start, fit)))
-            self._keys.append(keys.slice(start, fit))
+            self._chunks.append((rows[start : start + fit], _narrow(texts.slice(start, fit))))
+            self._keys.append(_narrow(keys.slice(start, fit)))
             self._size += int(ends[fit - 1])
             self._records += fit
             self._users += int(np.count_nonzero(new_user[:fit]))
@@ -224,6 +224,12 @@ class RequestBuilder:
         if self.single:
             return bytes(user_texts[0].as_py())
         return _body(self.prefix, user_texts, self.suffix)
+
+
+def _narrow(texts: pa.Array) -> pa.Array:
+    """A request's share of a batch as plain binary: a batch spliced from over 2 GiB of pieces
+    is large_binary, but the part of it one request holds is at most max_bytes."""
+    return texts.cast(pa.binary()) if pa.types.is_large_binary(texts.type) else texts
 
 
 def _lengths(texts: pa.Array) -> np.ndarray:
