@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +17,12 @@ from hypothesis import strategies as st
 from arrowbulk import RunContext
 from arrowbulk.config import validate_section
 from arrowbulk.plugins.insider.arrays import WHITESPACE, parse_array_text
-from arrowbulk.plugins.insider.columns import Kind, Role, plan_columns
+from arrowbulk.plugins.insider.columns import Kind, Plan, Role, plan_columns
 from arrowbulk.plugins.insider.config import resolve
-from arrowbulk.plugins.insider.encode import (
-    MAX_BITS,
-    Encoder,
-    Gap,
-    encode_users,
-    identifier_objects,
-)
-from arrowbulk.plugins.insider.layout import layout
+from arrowbulk.plugins.insider.encode import MAX_BITS, Encoder, Gap
+from arrowbulk.plugins.insider.layout import identifier_group, layout
 from arrowbulk.plugins.insider.output import InsiderOutput, prepare_batch
+from arrowbulk.plugins.insider.prepare import Prepared
 from arrowbulk.plugins.insider.spec import load_spec
 
 
@@ -57,6 +53,15 @@ def reference_value(value: Any, kind: Kind) -> Any:
         except ValueError:
             return None  # not sent; validation rejects the row
     return value
+
+
+def encode_users(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.Array:
+    """One JSON text per row: the user (or, for events, the event) object."""
+    return Encoder(layout(plan)).encode(prepared, rows)
+
+
+def identifier_objects(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.Array:
+    return Encoder(identifier_group(plan)).encode(prepared, rows)
 
 
 def reference_sections(table: pa.Table, **out: Any) -> list[dict[Role, dict[str, Any]]]:

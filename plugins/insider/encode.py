@@ -16,12 +16,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
 
-from arrowbulk.plugins.insider.columns import Plan
-from arrowbulk.plugins.insider.layout import Entry, Group, Name, Value, identifier_group, layout
+from arrowbulk.plugins.insider.layout import Entry, Group, Name, Value
 from arrowbulk.plugins.insider.prepare import Prepared
 from arrowbulk.plugins.insider.splice import NOTHING, Constants, Pieces, fixed_rows
 
@@ -48,7 +48,7 @@ class Gap:
 
     parts: tuple[_Part, ...]
 
-    @property
+    @cached_property
     def bits(self) -> tuple[Bit, ...]:
         return tuple(dict.fromkeys(bit for part in self.parts for bit in part.bits))
 
@@ -234,12 +234,3 @@ def _holds_list(values: Prepared, rows: int) -> np.ndarray:
         if lists is not None:
             found |= lists.is_valid().to_numpy(zero_copy_only=False)
     return found
-
-
-def encode_users(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.Array:
-    """One JSON text (binary) per row: the user object (or, for events, the event object)."""
-    return Encoder(layout(plan)).encode(prepared, rows)
-
-
-def identifier_objects(plan: Plan, prepared: Mapping[str, Prepared], rows: int) -> pa.Array:
-    return Encoder(identifier_group(plan)).encode(prepared, rows)

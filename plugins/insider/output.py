@@ -65,7 +65,10 @@ class InsiderJob:
         self.plan = plan
         self.spec = load_spec()
         self.encoder = Encoder(layout(plan))
-        self.key_encoder = Encoder(identifier_group(plan))  # events: who each event is of
+        # Events only: each event's user (a request groups a user's events under one object).
+        self.key_encoder = (
+            Encoder(identifier_group(plan)) if plan.operation is Operation.EVENTS else None
+        )
         self.rejects = RejectWriter(task.reject_file, task.run_id)
         self.delivery = Delivery(task, self.rejects)
         self.prevalidated = False
@@ -263,8 +266,7 @@ class InsiderPage(PageOutput):
                 self._reject_invalid(batch, first_row, verdict.issues)
                 valid = verdict.valid
         texts = self.job.encoder.encode(prepared, rows)
-        events = self.plan.operation is Operation.EVENTS
-        keys = self.job.key_encoder.encode(prepared, rows) if events else None
+        keys = self.job.key_encoder.encode(prepared, rows) if self.job.key_encoder else None
         row_numbers = np.arange(first_row, first_row + rows, dtype=np.int64)
         if valid is not None:
             keep = valid.to_numpy(zero_copy_only=False)

@@ -72,6 +72,11 @@ class Prepared:
 
     def present(self) -> pa.BooleanArray:
         """Rows where the column has a value to send."""
+        return self._present
+
+    @cached_property
+    def _present(self) -> pa.BooleanArray:
+        # Asked by every rule and by the encoder: computed once per batch and column.
         return pc.is_valid(self.text)
 
     def __len__(self) -> int:
