@@ -22,7 +22,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from arrowbulk.checkpoint import Checkpoint
+from arrowbulk.cancel import Cancellation, Interrupted
+from arrowbulk.checkpoint import Checkpoint, StateLock
 from arrowbulk.config import PipelineConfig, validate_section
 from arrowbulk.errors import ArrowbulkError, ConfigError, JobError, RecordError
 from arrowbulk.lifecycle import TaskScope
@@ -30,6 +31,7 @@ from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry
 from arrowbulk.resources import load_schema
 from arrowbulk.spi import InputPlugin, OutputPlugin, RecordCheck, RunContext, TaskReport
+from arrowbulk.spool import Spool, SpooledInput, spool_folder
 from arrowbulk.summary import JobSummary
 
 log = logging.getLogger(__name__)
@@ -59,33 +61,65 @@ class Job:
         progress: Progress | None = None,
         resume: Path | None = None,
     ) -> None:
-        self.context = RunContext(run_id or uuid.uuid4().hex[:12], pipeline.base_dir)
+        exec_config = validate_section("exec", pipeline.exec, load_schema("core", "exec.json"))
+        self.context = RunContext(
+            run_id or uuid.uuid4().hex[:12],
+            pipeline.base_dir,
+            Cancellation(grace_seconds=exec_config["shutdown_timeout"]),
+        )
         self.input_type: str = pipeline.input["type"]
         self.output_type: str = pipeline.output["type"]
         input_cls = registry.input_class(self.input_type)
         output_cls = registry.output_class(self.output_type)
         self.input_config = validate_section("in", pipeline.input, input_cls.config_schema())
         self.output_config = validate_section("out", pipeline.output, output_cls.config_schema())
-        exec_config = validate_section("exec", pipeline.exec, load_schema("core", "exec.json"))
         self.max_threads: int = exec_config.get("max_threads") or os.cpu_count() or 1
+        self.spool_dir: str | None = exec_config.get("spool_dir")
         self.input: InputPlugin = input_cls(self.input_config, self.context)
         self.output: OutputPlugin = output_cls()
         self.progress = progress or Progress()
         self.resume = resume
 
+    @property
+    def cancellation(self) -> Cancellation:
+        return self.context.cancellation
+
     def _checkpoint(self, task_count: int) -> Checkpoint:
         assert self.resume is not None
-        fingerprint = self.input.fingerprint()
-        if fingerprint is None or not self.input.replayable:
-            raise ConfigError(
-                f"--resume: the {self.input_type} input cannot be resumed (its rows may change between runs)"
-            )
+        if self.input.replayable:
+            fingerprint = self.input.fingerprint()
+            if fingerprint is None:
+                raise ConfigError(
+                    f"--resume: the {self.input_type} input cannot be resumed (its rows may change between runs)"
+                )
+        else:
+            # Read back from the spool beside the state: what the first run spooled is the input.
+            fingerprint = {"spooled": True}
         described = {
             "input config": self.input_config,
             "input data": fingerprint,
             "output config": self.output.resume_identity(self.output_config),
         }
         return Checkpoint.open(self.resume, described, task_count, self.context.run_id)
+
+    def _spooled(self, checkpoint: Checkpoint | None) -> tuple[SpooledInput, Spool]:
+        """The input as read from its spool, filled now unless a resumed state has it."""
+        spool = Spool(spool_folder(self.resume, self.spool_dir, self.context))
+        recorded = checkpoint.state.spool if checkpoint is not None else None
+        if recorded is not None and spool.holds(recorded["rows"]):
+            log.info("reading the input from its spool %s (written by an earlier run)", spool.folder)
+            return SpooledInput(self.input, spool, list(recorded["rows"])), spool
+        if checkpoint is not None and any(t.settled or t.in_doubt for t in checkpoint.previous.values()):
+            raise ConfigError(
+                f"--resume {self.resume}: the input's spool {spool.folder} is missing, and the "
+                "query's rows may come in another order now; resuming could skip or repeat the "
+                "wrong rows. Start with a new state file"
+            )
+        log.info("running the input once into its spool %s", spool.folder)
+        rows = spool.fill(self.input, self.cancellation)
+        if checkpoint is not None:
+            checkpoint.record_spool({"rows": rows})
+        return SpooledInput(self.input, spool, rows), spool
 
     def validate(self) -> Validation:
         """Check the config, the input's schema and, if the output has one, every record."""
@@ -103,8 +137,12 @@ class Job:
         summary = JobSummary(self.context.run_id, self.input_type, self.output_type)
         started = time.monotonic()
         control: _TaskControl | None = None
+        lock = StateLock(self.resume) if self.resume else None
+        spool: Spool | None = None
         self.progress.start()
         try:
+            if lock is not None:
+                lock.acquire()
             schema = self.input.schema()
             task_count = self.input.task_count()
             summary.tasks = task_count
@@ -116,7 +154,10 @@ class Job:
                     "note": "the job had finished; nothing to do",
                 }
                 return summary
-            control = _TaskControl(self, schema, task_count, checkpoint)
+            source = self.input
+            if not self.input.replayable:
+                source, spool = self._spooled(checkpoint)
+            control = _TaskControl(self, source, schema, task_count, checkpoint)
             summary.config_diff = self.output.transaction(
                 self.output_config, schema, task_count, control
             )
@@ -125,7 +166,8 @@ class Job:
                 checkpoint.finish()
             summary.status = "success"
         except BaseException as error:
-            summary.status = "failed"
+            error = self._why_stopped(error)
+            summary.status = "interrupted" if isinstance(error, Interrupted) else "failed"
             summary.error = str(error) if isinstance(error, ArrowbulkError) else repr(error)
             summary.exception = error
             if not isinstance(error, Exception):
@@ -137,16 +179,33 @@ class Job:
                 control.fill(summary)
             if control is not None and control.checkpoint is not None:
                 summary.details["resume"] = control.checkpoint.figures()
+            if spool is not None and (self.resume is None or summary.status == "success"):
+                spool.remove()
+            if lock is not None:
+                lock.release()
         return summary
+
+    def _why_stopped(self, error: BaseException) -> BaseException:
+        """The reason the job was cancelled for (a signal, a failed write), over its echoes."""
+        reason = self.cancellation.reason
+        if reason is not None and reason is not error and isinstance(error, ArrowbulkError | KeyboardInterrupt):
+            return reason
+        return error
 
 
 class _TaskControl:
     """The ``control`` an output's transaction calls to run the tasks."""
 
     def __init__(
-        self, job: Job, schema: pa.Schema, task_count: int, checkpoint: Checkpoint | None
+        self,
+        job: Job,
+        source: InputPlugin,
+        schema: pa.Schema,
+        task_count: int,
+        checkpoint: Checkpoint | None,
     ) -> None:
         self.job = job
+        self.source = source
         self.checkpoint = checkpoint
         self.context = job.context
         self.schema = schema
@@ -158,7 +217,7 @@ class _TaskControl:
         self.check_figures: dict[str, Any] | None = None
         self.check_report: TaskReport | None = None
         self._lock = threading.Lock()
-        self._cancel = threading.Event()
+        self.cancellation = job.cancellation
 
     def run(self, task: Any) -> list[TaskReport]:
         self.task = task
@@ -189,12 +248,9 @@ class _TaskControl:
         check = self.job.output.record_check(task, self.schema)
         if check is None or not check.before_sending:
             return
-        if not self.job.input.replayable:
-            log.warning("the input cannot be read twice: records are checked while sending")
-            return
         checked = [0]
         try:
-            check_every_record(self.job.input, check, checked)
+            check_every_record(self.source, check, checked, self.cancellation)
         except RecordError as error:
             # The job stops before sending: the rows checked so far are its whole account.
             report = TaskReport()
@@ -221,9 +277,7 @@ class _TaskControl:
         try:
             with TaskScope(self.job.output.open(task, self.schema, index)) as scope:
                 if checkpoint is not None:
-                    scope.page.track(
-                        lambda settled, sent: checkpoint.update(index, settled=settled, sent=sent)
-                    )
+                    scope.page.track(lambda settled, in_doubt: self._track(index, settled, in_doubt))
                     if skip:
                         scope.page.skip(skip)
                 for batch in self._batches(index, rows, skip):
@@ -235,17 +289,26 @@ class _TaskControl:
             self.committed[index] = True
             if checkpoint is not None:
                 checkpoint.update(index, settled=skip + rows[0], done=True)
-        except BaseException:
-            self._cancel.set()
+        except BaseException as error:
+            self.cancellation.cancel(error)
             partial = scope.partial if scope is not None and scope.partial else TaskReport()
             partial.settle(rows[0])
             self.reports[index] = partial
             raise
 
+    def _track(self, index: int, settled: int, in_doubt: int) -> None:
+        """The page's progress into the state; a failed write stops the whole job."""
+        assert self.checkpoint is not None
+        try:
+            self.checkpoint.update(index, settled=settled, in_doubt=in_doubt)
+        except JobError as error:
+            self.cancellation.cancel(error)
+            raise
+
     def _batches(self, index: int, rows: list[int], skip: int = 0) -> Iterator[pa.RecordBatch]:
-        for batch in _skip_rows(self.job.input.read(index), skip):
-            if self._cancel.is_set():
-                raise TaskCancelled(f"task {index} stopped because another task failed")
+        for batch in _skip_rows(self.source.read(index), skip):
+            if self.cancellation.is_cancelled():
+                raise TaskCancelled(f"task {index} stopped: the job is stopping")
             rows[0] += batch.num_rows
             with self._lock:
                 self.rows_read += batch.num_rows
@@ -253,11 +316,18 @@ class _TaskControl:
             yield batch
 
 
-def check_every_record(source: InputPlugin, check: RecordCheck, checked: list[int]) -> None:
+def check_every_record(
+    source: InputPlugin,
+    check: RecordCheck,
+    checked: list[int],
+    cancellation: Cancellation | None = None,
+) -> None:
     """Feed every batch of every task to ``check``; ``checked[0]`` counts the rows read."""
     for index in range(source.task_count()):
         first_row = 0
         for batch in source.read(index):
+            if cancellation is not None and cancellation.is_cancelled():
+                raise cancellation.reason or JobError("the job is stopping")
             checked[0] += batch.num_rows
             check.add(batch, index, first_row)
             first_row += batch.num_rows

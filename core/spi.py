@@ -26,6 +26,8 @@ from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
 
+from arrowbulk.cancel import Cancellation
+
 ConfigDiff = dict[str, Any]
 
 
@@ -37,6 +39,9 @@ class RunContext:
     # Relative paths in a config are taken relative to the config file, not the working
     # directory, so `arrowbulk run some/dir/job.yml` works from anywhere.
     base_dir: Path
+    #: Set when the job must stop (a signal, a failed write, a task's error), with the reason;
+    #: a plugin that starts work of its own registers ``on_cancel`` to stop starting it.
+    cancellation: Cancellation = field(default_factory=Cancellation, compare=False)
 
     def resolve(self, path: str) -> Path:
         """A config path, made absolute against the config file's folder."""
@@ -150,11 +155,14 @@ class PageOutput(ABC):
         """Release resources; always called, after commit or abort."""
 
     def track(self, progress: Callable[[int, int], None]) -> None:  # noqa: B027
-        """Report ``progress(settled, sent)`` as rows settle, for ``--resume``.
+        """Report ``progress(settled, in_doubt)`` as rows settle, for ``--resume``.
 
-        ``settled``: rows ``[0, settled)`` of the task are acknowledged or rejected; ``sent``:
-        rows ``[0, sent)`` went to the destination at least once. An output that never calls
-        it resumes at task granularity: a committed task is skipped, another starts over.
+        ``settled``: rows ``[0, settled)`` of the task are acknowledged or rejected;
+        ``in_doubt``: how many rows at or above ``settled`` went to the destination at least
+        once (a resume sends them again, so this is the bound on duplicates). Call it *before*
+        handing new rows to the destination, so a crash never leaves the bound too low. An
+        output that never calls it resumes at task granularity: a committed task is skipped,
+        another starts over.
         """
 
     def skip(self, rows: int) -> None:

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from arrowbulk import InputPlugin, RunContext
 from arrowbulk.batches import rebatch
+from arrowbulk.digest import file_digest
 from arrowbulk.errors import ConfigError, JobError, SchemaError
 from arrowbulk.plugins.file.formats import format_of
 from arrowbulk.resources import load_schema
@@ -98,10 +99,8 @@ class FileInput(InputPlugin):
         return self._task_list()[task_index].describe()
 
     def fingerprint(self) -> dict[str, Any]:
-        files = [
-            [str(path), path.stat().st_size, path.stat().st_mtime_ns] for path, _ in self.files
-        ]
-        return {"files": files, "tasks": self.task_count()}
+        """Every file's full content digest (a same-size rewrite keeping the time is caught)."""
+        return {"files": [file_digest(path) for path, _ in self.files], "tasks": self.task_count()}
 
     def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
         task = self._task_list()[task_index]

@@ -94,7 +94,9 @@ class Delivery:
 
     def close(self) -> None:
         self.stop.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # Pages waited for their answers (an aborted one only until the shutdown deadline): a
+        # request still out past it must not hold the job's end.
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
 
     def _deliver_in_slot(

@@ -21,7 +21,8 @@ import orjson
 import pyarrow as pa
 
 from arrowbulk import OutputPlugin, PageOutput, RecordCheck, RunContext, TaskReport
-from arrowbulk.errors import RecordError
+from arrowbulk.cancel import Cancellation
+from arrowbulk.errors import ArrowbulkError, JobError, RecordError
 from arrowbulk.plugins.insider.columns import Plan, plan_columns
 from arrowbulk.plugins.insider.config import InsiderTask, Operation, resolve
 from arrowbulk.plugins.insider.delivery import Delivery, Tally
@@ -60,9 +61,10 @@ def steps(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
 class InsiderJob:
     """What the tasks of one job share."""
 
-    def __init__(self, task: InsiderTask, plan: Plan) -> None:
+    def __init__(self, task: InsiderTask, plan: Plan, cancellation: Cancellation) -> None:
         self.task = task
         self.plan = plan
+        self.cancellation = cancellation
         self.spec = load_spec()
         self.encoder = Encoder(layout(plan))
         # Events only: each event's user (a request groups a user's events under one object).
@@ -71,6 +73,9 @@ class InsiderJob:
         )
         self.rejects = RejectWriter(task.reject_file, task.run_id)
         self.delivery = Delivery(task, self.rejects)
+        # The host stops the job (a signal, a failed state write, another task's error): stop
+        # starting requests at once; those in flight are awaited until the deadline.
+        cancellation.on_cancel(self._stop)
         self.prevalidated = False
         self.pages: set[InsiderPage] = set()
         self.pages_lock = threading.Lock()
@@ -78,6 +83,11 @@ class InsiderJob:
             target=self._flush_old_requests, name="arrowbulk-insider-age", daemon=True
         )
         self._ticker.start()
+
+    def _stop(self, reason: BaseException) -> None:
+        self.delivery.fail(
+            reason if isinstance(reason, ArrowbulkError) else JobError(f"the job is stopping: {reason!r}")
+        )
 
     def close(self) -> None:
         self.delivery.close()
@@ -125,7 +135,7 @@ class InsiderOutput(OutputPlugin):
         self, config: Mapping[str, Any], schema: pa.Schema, task_count: int, control: Any
     ) -> dict[str, Any]:
         task, plan = self.check(config, schema, control.context)
-        self.job = InsiderJob(task, plan)
+        self.job = InsiderJob(task, plan, control.context.cancellation)
         try:
             control.run((task, plan))
         finally:
@@ -234,7 +244,9 @@ class InsiderPage(PageOutput):
         self.progress_lock = threading.Lock()
         self.recent_lock = threading.Lock()
         self._queued_through = 0  # rows [0, n) are queued, sent or rejected
-        self._sent = 0  # rows [0, n) were handed to delivery at least once (at most)
+        # request id -> (its rows, their highest) for requests handed to delivery that still
+        # have rows at or above the watermark: what a resume would send a second time
+        self._out: dict[int, tuple[np.ndarray, int]] = {}
         self._pending_first: int | None = None  # the builder's lowest waiting row, as last seen
         self._unsettled: dict[int, int] = {}  # request id -> its first row
         self._recent: dict[int, pa.RecordBatch] = {}  # chunk's first row -> its source rows
@@ -246,7 +258,7 @@ class InsiderPage(PageOutput):
         self._progress = progress
 
     def skip(self, rows: int) -> None:
-        self.rows = self._queued_through = self._sent = rows
+        self.rows = self._queued_through = rows
 
     def add(self, batch: pa.RecordBatch) -> None:
         for step in steps(batch):  # bounds the memory each step's intermediate columns take
@@ -307,9 +319,12 @@ class InsiderPage(PageOutput):
             self._pending_first = self.builder.first_pending_row()
             for request in requests:
                 self._unsettled[id(request)] = int(request.rows.min())
-                self._sent = max(self._sent, int(request.rows.max()) + 1)
+                self._out[id(request)] = (request.rows, int(request.rows.max()))
             if queued_through is not None:
                 self._queued_through = queued_through
+        if requests:
+            # Recorded before they go out: a crash from here on resends at most these rows.
+            self._report_progress()
         for request in requests:
             key = id(request)
             future = self.job.delivery.submit(
@@ -331,12 +346,18 @@ class InsiderPage(PageOutput):
             candidates = [self._queued_through, *self._unsettled.values()]
             if self._pending_first is not None:
                 candidates.append(self._pending_first)
-            settled, sent = min(candidates), self._sent
+            settled = min(candidates)
+            in_doubt = 0
+            for key, (rows, highest) in list(self._out.items()):
+                if highest < settled:
+                    del self._out[key]
+                else:
+                    in_doubt += int(np.count_nonzero(rows >= settled))
         with self.recent_lock:
             for first_row in [r for r, b in self._recent.items() if r + b.num_rows <= settled]:
                 del self._recent[first_row]
         if self._progress is not None:
-            self._progress(settled, sent)
+            self._progress(settled, in_doubt)
 
     def flush_if_older_than(self, max_wait: float) -> None:
         with self.lock:
@@ -357,16 +378,41 @@ class InsiderPage(PageOutput):
         with self.lock:
             request = self.builder.close()
             self._send([request] if request is not None else [])
-        wait(self.futures)
+        self._await_answers()
         self._report_progress()
         self.job.delivery.raise_if_failed()
+
+    def _await_answers(self) -> int:
+        """Wait for every answer; once the job is stopping, only until its deadline.
+
+        Answers to requests already out still settle their rows. Returns how many requests
+        were left unanswered.
+        """
+        pending = self.futures
+        while pending:
+            remaining = self.job.cancellation.remaining()
+            _, left = wait(pending, timeout=0.25 if remaining is None else remaining)
+            pending = list(left)
+            if remaining is not None:
+                return len(pending)
+        return 0
 
     def commit(self) -> TaskReport:
         return self._report()
 
     def abort(self) -> TaskReport:
-        self.job.delivery.stop.set()
-        wait(self.futures)
+        cancellation = self.job.cancellation
+        if not cancellation.is_cancelled():
+            cancellation.cancel(self.job.delivery.fatal or JobError(f"task {self.task_index} failed"))
+        late = self._await_answers()
+        if late:
+            log.warning(
+                "task %d: %d request(s) still unanswered after exec.shutdown_timeout; their "
+                "records are counted unsent",
+                self.task_index,
+                len(late),
+            )
+        self._report_progress()
         return self._report()
 
     def close(self) -> None:

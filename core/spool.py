@@ -1,0 +1,120 @@
+"""A local copy of an input that cannot be read twice the same way (a query), made once per job.
+
+A query without a total order (``GROUP BY`` without ``ORDER BY``, parallel scans) returns its
+rows in another order each time it runs, so neither the record check before sending nor a
+``--resume`` that skips rows by position may run it again. The host therefore writes such an
+input (``replayable = False``) once to Arrow IPC files compressed with zstd, one per task, and
+the record check, the send and every resume read those files. With ``--resume STATE`` the spool
+lives beside the state (``STATE.spool/``) until the job completes; otherwise in a temporary
+folder removed when the run ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from arrowbulk.cancel import Cancellation
+from arrowbulk.errors import JobError
+from arrowbulk.spi import InputPlugin, RunContext
+
+log = logging.getLogger(__name__)
+
+_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
+
+
+class Spool:
+    """The spool folder of one job: ``task-00000.arrows`` per task, and a marker when complete."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def file(self, task_index: int) -> Path:
+        return self.folder / f"task-{task_index:05d}.arrows"
+
+    def fill(self, source: InputPlugin, cancellation: Cancellation) -> list[int]:
+        """Copy every task of ``source``; return the rows per task."""
+        schema = source.schema()
+        rows: list[int] = []
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for index in range(source.task_count()):
+                count = 0
+                with ipc.new_stream(self.file(index), schema, options=_OPTIONS) as writer:
+                    for batch in source.read(index):
+                        if cancellation.is_cancelled():
+                            raise cancellation.reason or JobError("the job is stopping")
+                        writer.write_batch(batch)
+                        count += batch.num_rows
+                rows.append(count)
+        except OSError as error:
+            raise JobError(
+                f"cannot write the input's spool in {self.folder}: {error.strerror or error}; "
+                "free space there or set exec.spool_dir to a folder with room"
+            ) from None
+        return rows
+
+    def holds(self, rows: list[int]) -> bool:
+        """Whether every task's file is present (a spool recorded complete in the state)."""
+        return all(self.file(i).is_file() for i in range(len(rows)))
+
+    def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
+        try:
+            with pa.memory_map(str(self.file(task_index))) as source:
+                yield from ipc.open_stream(source)
+        except (OSError, pa.ArrowInvalid) as error:
+            raise JobError(f"cannot read the spool {self.file(task_index)}: {error}") from None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class SpooledInput(InputPlugin):
+    """An input read back from its spool: same schema, tasks and rows, in a fixed order."""
+
+    type_name = "spool"
+    replayable = True
+
+    def __init__(self, original: InputPlugin, spool: Spool, rows: list[int]) -> None:
+        super().__init__(original.config, original.context)
+        self.original = original
+        self.spool = spool
+        self.rows = rows
+        self._schema = original.schema()
+
+    @classmethod
+    def config_schema(cls) -> Mapping[str, Any]:
+        return {"type": "object"}
+
+    def schema(self) -> pa.Schema:
+        return self._schema
+
+    def task_count(self) -> int:
+        return len(self.rows)
+
+    def describe_task(self, task_index: int) -> str:
+        return self.original.describe_task(task_index)
+
+    def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
+        yield from self.spool.read(task_index)
+
+    def fingerprint(self) -> dict[str, Any] | None:
+        return {"spooled rows": self.rows}
+
+
+def spool_folder(state: Path | None, spool_dir: str | None, context: RunContext) -> Path:
+    """Where a job's spool lives: beside the resume state, or a new temporary folder."""
+    import tempfile
+
+    if state is not None:
+        return state.with_name(state.name + ".spool")
+    parent = context.resolve(spool_dir) if spool_dir else None
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"arrowbulk-spool-{context.run_id}-", dir=parent))
