@@ -16,6 +16,7 @@ with the holder's process id in it); a failed write stops the job (:class:`State
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -193,7 +194,9 @@ class Checkpoint:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # A unique name per write: two writers (which the lock forbids) or a leftover from a
             # crash can never make a rename fail or publish another run's half-written file.
-            fd, temporary = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+            fd, temporary = tempfile.mkstemp(
+                prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent
+            )
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
@@ -214,10 +217,8 @@ class Checkpoint:
             raise self.failed from None
         finally:
             if temporary is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(temporary)
-                except OSError:
-                    pass
 
 
 def _load(path: Path) -> State:
@@ -252,17 +253,27 @@ def _field(raw: dict[str, Any], key: str, kind: type, problem: str, optional: bo
     if value is None and optional:
         return None
     if not isinstance(value, kind):
-        raise ConfigError(f"{problem} ({key} must be a JSON {_json_name(kind)}, found {type(value).__name__})")
+        raise ConfigError(
+            f"{problem} ({key} must be a JSON {_json_name(kind)}, found {type(value).__name__})"
+        )
     return value
 
 
 def _task_state(value: Any, problem: str) -> TaskState:
     if not isinstance(value, dict) or set(value) - {"settled", "in_doubt", "done"}:
         raise ConfigError(f"{problem}: expected an object with settled, in_doubt, done")
-    settled, in_doubt, done = value.get("settled", 0), value.get("in_doubt", 0), value.get("done", False)
-    numbers_ok = all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (settled, in_doubt))
+    settled, in_doubt, done = (
+        value.get("settled", 0),
+        value.get("in_doubt", 0),
+        value.get("done", False),
+    )
+    numbers_ok = all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (settled, in_doubt)
+    )
     if not numbers_ok or not isinstance(done, bool):
-        raise ConfigError(f"{problem}: settled and in_doubt must be whole numbers >= 0, done true or false")
+        raise ConfigError(
+            f"{problem}: settled and in_doubt must be whole numbers >= 0, done true or false"
+        )
     return TaskState(settled, in_doubt, done)
 
 

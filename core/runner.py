@@ -107,9 +107,13 @@ class Job:
         spool = Spool(spool_folder(self.resume, self.spool_dir, self.context))
         recorded = checkpoint.state.spool if checkpoint is not None else None
         if recorded is not None and spool.holds(recorded["rows"]):
-            log.info("reading the input from its spool %s (written by an earlier run)", spool.folder)
+            log.info(
+                "reading the input from its spool %s (written by an earlier run)", spool.folder
+            )
             return SpooledInput(self.input, spool, list(recorded["rows"])), spool
-        if checkpoint is not None and any(t.settled or t.in_doubt for t in checkpoint.previous.values()):
+        if checkpoint is not None and any(
+            t.settled or t.in_doubt for t in checkpoint.previous.values()
+        ):
             raise ConfigError(
                 f"--resume {self.resume}: the input's spool {spool.folder} is missing, and the "
                 "query's rows may come in another order now; resuming could skip or repeat the "
@@ -188,7 +192,11 @@ class Job:
     def _why_stopped(self, error: BaseException) -> BaseException:
         """The reason the job was cancelled for (a signal, a failed write), over its echoes."""
         reason = self.cancellation.reason
-        if reason is not None and reason is not error and isinstance(error, ArrowbulkError | KeyboardInterrupt):
+        if (
+            reason is not None
+            and reason is not error
+            and isinstance(error, ArrowbulkError | KeyboardInterrupt)
+        ):
             return reason
         return error
 
@@ -277,7 +285,9 @@ class _TaskControl:
         try:
             with TaskScope(self.job.output.open(task, self.schema, index)) as scope:
                 if checkpoint is not None:
-                    scope.page.track(lambda settled, in_doubt: self._track(index, settled, in_doubt))
+                    scope.page.track(
+                        lambda settled, in_doubt: self._track(index, settled, in_doubt)
+                    )
                     if skip:
                         scope.page.skip(skip)
                 for batch in self._batches(index, rows, skip):

@@ -165,7 +165,9 @@ def test_resume_refuses_a_changed_config_or_input(tmp_path: Path, change: str) -
             before = data.stat()
             table = feather.read_table(data)
             names = pa.array([f"m{i}" for i in range(ROWS)])
-            feather.write_feather(table.set_column(1, "name", names), data, compression="uncompressed")
+            feather.write_feather(
+                table.set_column(1, "name", names), data, compression="uncompressed"
+            )
             assert data.stat().st_size == before.st_size
             os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
         again = arrowbulk(tmp_path, "--resume", "state.json")

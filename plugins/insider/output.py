@@ -86,7 +86,9 @@ class InsiderJob:
 
     def _stop(self, reason: BaseException) -> None:
         self.delivery.fail(
-            reason if isinstance(reason, ArrowbulkError) else JobError(f"the job is stopping: {reason!r}")
+            reason
+            if isinstance(reason, ArrowbulkError)
+            else JobError(f"the job is stopping: {reason!r}")
         )
 
     def close(self) -> None:
@@ -403,14 +405,16 @@ class InsiderPage(PageOutput):
     def abort(self) -> TaskReport:
         cancellation = self.job.cancellation
         if not cancellation.is_cancelled():
-            cancellation.cancel(self.job.delivery.fatal or JobError(f"task {self.task_index} failed"))
+            cancellation.cancel(
+                self.job.delivery.fatal or JobError(f"task {self.task_index} failed")
+            )
         late = self._await_answers()
         if late:
             log.warning(
                 "task %d: %d request(s) still unanswered after exec.shutdown_timeout; their "
                 "records are counted unsent",
                 self.task_index,
-                len(late),
+                late,
             )
         self._report_progress()
         return self._report()

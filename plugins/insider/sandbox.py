@@ -64,7 +64,7 @@ class Profile:
     attributes: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
 
-    def keys(self) -> set[tuple[str, str]]:
+    def identifier_keys(self) -> set[tuple[str, str]]:
         found = {(k, str(v)) for k, v in self.identifiers.items() if k != "custom"}
         found |= {("custom." + k, str(v)) for k, v in self.identifiers.get("custom", {}).items()}
         return found
@@ -78,14 +78,18 @@ class SandboxState:
         self.random = random.Random(faults.seed)
         self.lock = threading.Lock()
         self.profiles: list[Profile] = []
+        # identifier (key, value) -> the profile that had it: a lookup costs the same however
+        # many profiles the sandbox holds. Entries may be stale after an identity delete, so a
+        # hit is checked against the profile's current identifiers.
+        self.index: dict[tuple[str, str], Profile] = {}
         self.log: list[dict[str, Any]] = []
         self.down = False
 
     # -- lookups -------------------------------------------------------------------------
     def find(self, identifiers: dict[str, Any]) -> Profile | None:
-        wanted = Profile(identifiers=identifiers).keys()
-        for profile in self.profiles:
-            if profile.keys() & wanted:
+        for key in sorted(Profile(identifiers=identifiers).identifier_keys()):
+            profile = self.index.get(key)
+            if profile is not None and key in profile.identifier_keys():
                 return profile
         return None
 
@@ -124,6 +128,10 @@ class SandboxState:
                     custom.setdefault(ckey, cvalue)
             else:
                 profile.identifiers.setdefault(key, value)
+        for key in profile.identifier_keys():
+            holder = self.index.get(key)
+            if holder is None or key not in holder.identifier_keys():
+                self.index[key] = profile
         replace = bool(user.get("not_append"))
         attributes = user.get("attributes", {})
         _merge(profile.attributes, {k: v for k, v in attributes.items() if k != "custom"}, replace)
@@ -166,7 +174,7 @@ class SandboxState:
             assert refusal is not None
             return refusal
         identifiers = body["identifiers"]
-        remaining = profile.keys() - Profile(identifiers=identifiers).keys()
+        remaining = profile.identifier_keys() - Profile(identifiers=identifiers).identifier_keys()
         if not remaining:
             return 400, {"error": "the last identifier of a user cannot be deleted: bad request"}
         for key, value in identifiers.items():

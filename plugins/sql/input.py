@@ -35,6 +35,9 @@ class SqlInput(InputPlugin):
     """``in: {type: sql, query: ...}``."""
 
     type_name = "sql"
+    #: A query without a total order returns its rows in another order each run: the host
+    #: spools the result once per job instead of running it twice.
+    replayable = False
 
     @classmethod
     def config_schema(cls) -> Mapping[str, Any]:
@@ -81,20 +84,25 @@ class SqlInput(InputPlugin):
                 with relation.to_arrow_reader(batch_size=self.batch_size) as reader:
                     yield from rebatch(reader, self.batch_size)
             except duckdb.Error as error:
-                raise JobError(f"in.query failed while streaming: {_first_line(error)}") from None
+                raise JobError(f"in.query failed while streaming: {_message(error)}") from None
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         import duckdb  # imported when used: it costs 60 MB of memory and a second to load
 
+        _check_one_select(self.query)
         database = self.config.get("database")
         try:
+            config: dict[str, str | bool | int | float | list[str]] = {
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+            }
             if database:
                 path = self.context.resolve(database)
                 if not path.is_file():
                     raise ConfigError(f"in.database: {database} does not exist (looked for {path})")
-                connection = duckdb.connect(str(path), read_only=True)
+                connection = duckdb.connect(str(path), read_only=True, config=config)
             else:
-                connection = duckdb.connect()
+                connection = duckdb.connect(config=config)
             connection.execute("SET file_search_path = ?", [str(self.context.base_dir)])
             if "threads" in self.config:
                 connection.execute(f"SET threads = {int(self.config['threads'])}")
@@ -103,9 +111,24 @@ class SqlInput(InputPlugin):
             for name, path_text in self.config.get("tables", {}).items():
                 source = str(self.context.resolve(path_text)).replace("'", "''")
                 connection.execute(f"CREATE TEMP VIEW \"{name}\" AS SELECT * FROM '{source}'")
+            # The query reads files only below the folders the job names, and can change no
+            # setting (a query is data to the job, not code that may write or fetch).
+            connection.execute("SET allowed_directories = ?", [self._allowed_directories()])
+            connection.execute("SET enable_external_access = false")
+            connection.execute("SET lock_configuration = true")
         except duckdb.Error as error:
-            raise ConfigError(f"in: DuckDB refused the setup: {_first_line(error)}") from None
+            raise ConfigError(f"in: DuckDB refused the setup: {_message(error)}") from None
         return connection
+
+    def _allowed_directories(self) -> list[str]:
+        folders = [self.context.base_dir]
+        folders += [self.context.resolve(p).parent for p in self.config.get("tables", {}).values()]
+        if self.config.get("database"):
+            folders.append(self.context.resolve(self.config["database"]).parent)
+        folders += [self.context.resolve(p) for p in self.config.get("allowed_directories", [])]
+        # Names relative to the config's folder are checked by DuckDB as given, so "./" admits
+        # them; _check_one_select refuses names that climb out with "..".
+        return [*dict.fromkeys(f"{folder.resolve()}/" for folder in folders), "./"]
 
     def _run(self, connection: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDBPyRelation:
         import duckdb
@@ -113,8 +136,46 @@ class SqlInput(InputPlugin):
         try:
             return connection.sql(query)
         except duckdb.Error as error:
-            raise ConfigError(f"in.query: {_first_line(error)}") from None
+            raise ConfigError(f"in.query: {_message(error)}") from None
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+#: Quoted texts in a query: a file name is one of them.
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+
+
+def _climbs_out(query: str) -> bool:
+    """Whether a quoted name has a ".." segment (or "~"): it could leave the named folders."""
+    for match in _QUOTED.finditer(query):
+        segments = re.split(
+            r"[/\\]", match.group(1) if match.group(1) is not None else match.group(2)
+        )
+        if ".." in segments or segments[0].startswith("~"):
+            return True
+    return False
+
+
+def _check_one_select(query: str) -> None:
+    """Refuse anything but one read-only SELECT: no COPY, ATTACH, INSTALL, LOAD, SET, a second statement."""
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as error:
+        raise ConfigError(f"in.query: {_message(error)}") from None
+    kinds = [statement.type for statement in statements]
+    if len(kinds) != 1 or kinds[0] != duckdb.StatementType.SELECT:
+        found = ", ".join(str(kind).rsplit(".", 1)[-1] for kind in kinds) or "nothing"
+        raise ConfigError(
+            f"in.query: must be exactly one SELECT (or WITH ... SELECT) statement; found {found}. "
+            "The sql input only reads: write files with an output, not COPY or ATTACH"
+        )
+    if _climbs_out(query):
+        raise ConfigError(
+            "in.query: a file name with '..' reads outside the config's folder; name the file "
+            "by a path below it, or add its folder to in.allowed_directories and use an absolute path"
+        )
+
+
+def _message(error: Exception) -> str:
+    """DuckDB's whole message: its later lines name the column, the value and a hint."""
+    return str(error).strip() or type(error).__name__
