@@ -7,30 +7,60 @@ one message (never a traceback, unless ``--debug``); every message is scrubbed o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from arrowbulk import __version__
-from arrowbulk.config import PipelineConfig, load_pipeline_file, pipeline_from_mapping
+from arrowbulk.cancel import Cancellation, Interrupted
+from arrowbulk.config import (
+    PipelineConfig,
+    load_pipeline_file,
+    pipeline_from_mapping,
+    secret_keys,
+)
 from arrowbulk.errors import ArrowbulkError, ConfigError
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry, load_registry
 from arrowbulk.retry import RejectsInput, RetryPlugins
 from arrowbulk.runner import Job
-from arrowbulk.secret import scrub
+from arrowbulk.secret import scrub, scrub_json
 from arrowbulk.summary import JobSummary
+from arrowbulk.writable import check_writable_folder
 
 log = logging.getLogger("arrowbulk")
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def entry() -> None:
+    """The console script: ``main()``, then exit even if a request is still out.
+
+    After an interrupt the job reports requests unanswered past ``exec.shutdown_timeout`` as
+    unsent and returns; their worker threads must not hold the process open, and Python's exit
+    would join them. The state and summary are written by then.
+    """
+    code = main()
+    if any(
+        t.is_alive() and not t.daemon
+        for t in threading.enumerate()
+        if t is not threading.main_thread()
+    ):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except ArrowbulkError as error:
         if args.debug:
-            raise
+            _print_traceback()
         print(f"error: {scrub(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
@@ -51,13 +81,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as error:
         if args.debug:
-            raise
+            _print_traceback()
         print(
             f"internal error (a bug in arrowbulk or a plugin): {scrub(repr(error))}\n"
             "rerun with --debug for the traceback",
             file=sys.stderr,
         )
         return 1
+
+
+def _print_traceback() -> None:
+    """--debug: the traceback, scrubbed like every other text (a key may sit in a local's repr)."""
+    print(scrub(traceback.format_exc()), file=sys.stderr, end="")
 
 
 def build_parser(registry: Registry) -> argparse.ArgumentParser:
@@ -160,6 +195,7 @@ def _query(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--result is not valid JSON: {error.msg} at character {error.pos}"
         ) from None
+    _warn_of_literal_secrets(result)
     tables = {Path(path).name.split(".")[0]: str(Path(path).resolve()) for path in args.file}
     source: dict[str, Any] = {"type": "sql", "query": args.sql}
     if tables:
@@ -168,6 +204,26 @@ def _query(args: argparse.Namespace) -> int:
         source["database"] = str(Path(args.database).resolve())
     pipeline = pipeline_from_mapping({"in": source, "out": result}, Path.cwd())
     return _execute(pipeline, args)
+
+
+def _warn_of_literal_secrets(result: Any) -> None:
+    """A key written into --result is in the process list, visible to every local user."""
+    if not isinstance(result, dict) or not isinstance(result.get("type"), str):
+        return
+    try:
+        schema = load_registry().output_class(result["type"]).config_schema()
+    except ArrowbulkError:
+        return  # an unknown type: the run reports it
+    for key in secret_keys(schema):
+        value = result.get(key)
+        if isinstance(value, str) and "${" not in value:
+            log.warning(
+                "--result: %s is written on the command line, where other users can read it in "
+                'the process list; write "%s": "${INSIDER_API_KEY}" (the JSON in single '
+                "quotes) and export the variable instead",
+                key,
+                key,
+            )
 
 
 def _retry(args: argparse.Namespace) -> int:
@@ -205,7 +261,9 @@ def _new_job(
 
 
 def _finish(job: Job, args: argparse.Namespace) -> int:
-    summary = job.run()
+    _check_summary_path(args.summary_json)
+    with _stop_on_signals(job.cancellation):
+        summary = job.run()
     print(scrub(summary.render()))
     if args.summary_json:
         _write_summary(summary, args.summary_json)
@@ -215,8 +273,54 @@ def _finish(job: Job, args: argparse.Namespace) -> int:
 
 
 def _write_summary(summary: JobSummary, path: Path) -> None:
-    text = json.dumps(summary.as_json(), indent=2, default=str)
-    path.write_text(scrub(text) + "\n", encoding="utf-8")
+    text = json.dumps(scrub_json(summary.as_json()), indent=2, default=str)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(scrub(text) + "\n", encoding="utf-8")
+    except OSError as error:
+        # The job's outcome stands; only the copy of its summary is missing.
+        log.error("cannot write --summary-json %s: %s", path, error.strerror or error)
+
+
+def _check_summary_path(path: Path | None) -> None:
+    """Refuse an unwritable --summary-json before anything is sent (its folder is created)."""
+    if path is not None:
+        check_writable_folder(path.parent, "--summary-json")
+
+
+_SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+@contextlib.contextmanager
+def _stop_on_signals(cancellation: Cancellation) -> Iterator[None]:
+    """First SIGINT / SIGTERM: stop the job gracefully. A second one: exit at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be handled on the main thread (an embedding application's)
+        return
+
+    def handle(number: int, frame: object) -> None:
+        name, code = signal.Signals(number).name, _SIGNAL_EXIT[signal.Signals(number)]
+        if cancellation.cancel(Interrupted(name, code)):
+            print(
+                f"\n{name}: stopping; waiting up to {cancellation.grace_seconds:g}s for the "
+                "answers in flight (send it again to exit at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        print(
+            f"\n{name} again: exiting now; the state file stays consistent",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(code)
+
+    previous = {number: signal.signal(number, handle) for number in _SIGNAL_EXIT}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _preview(args: argparse.Namespace) -> int:
@@ -304,4 +408,4 @@ class _ScrubSecrets(logging.Filter):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -12,6 +12,7 @@ Rules that live here:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,8 @@ import yaml
 
 from arrowbulk.errors import ConfigError
 from arrowbulk.secret import Secret
+
+log = logging.getLogger(__name__)
 
 _VARIABLE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -117,17 +120,34 @@ def validate_section(
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        secrets = set(_secret_keys(schema))
+        secrets = set(secret_keys(schema))
         lines = [_describe(section, error, secrets) for error in errors]
         raise ConfigError("\n".join(dict.fromkeys(lines)))
     resolved = _with_defaults(dict(config), schema)
-    for key in _secret_keys(schema):
+    for key in secret_keys(schema):
         if isinstance(resolved.get(key), str):
-            resolved[key] = Secret(resolved[key])
+            resolved[key] = Secret(_checked_secret(f"{section}.{key}", resolved[key]))
     return resolved
 
 
-def _secret_keys(schema: Mapping[str, Any]) -> Iterable[str]:
+def _checked_secret(path: str, value: str) -> str:
+    """A secret as it will be sent: surrounding white space (a newline from a file) stripped
+    with a warning; control characters inside refused (they cannot travel in a header)."""
+    Secret(value)  # known to the scrubber in every form before any message can show it
+    stripped = value.strip()
+    if stripped != value:
+        log.warning("%s: removed white space around the value (a newline read from a file?)", path)
+    if not stripped:
+        raise ConfigError(f"{path}: empty; set it, e.g. from an environment variable")
+    if any(ord(c) < 32 or ord(c) == 127 for c in stripped):
+        raise ConfigError(
+            f"{path}: holds a control character (value hidden, it is a secret); "
+            "check how the key was copied"
+        )
+    return stripped
+
+
+def secret_keys(schema: Mapping[str, Any]) -> Iterable[str]:
     for key, spec in schema.get("properties", {}).items():
         if isinstance(spec, Mapping) and spec.get("writeOnly"):
             yield key

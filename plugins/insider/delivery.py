@@ -81,7 +81,11 @@ class Delivery:
         self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject
     ) -> Future[bool]:
         """Send ``request`` on a worker thread; block while the in-flight window is full."""
-        self._slots.acquire()
+        # Wait for a free slot, but not past a stop: a stopping job starts nothing new.
+        while not self._slots.acquire(timeout=0.05):
+            if self.stop.is_set():
+                self.raise_if_failed()
+                raise JobError("the job is stopping")
         if self.stop.is_set():
             self._slots.release()
             self.raise_if_failed()
