@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import API_KEY, PARTNER
 from test_resume import ROWS, write_job
 
 from arrowbulk.plugins.insider.sandbox import InsiderSandbox
-from conftest import API_KEY, PARTNER
 
 IN_FLIGHT = 2
 
@@ -100,7 +100,7 @@ def test_the_shutdown_timeout_bounds_the_wait_for_answers(tmp_path: Path) -> Non
         wait_for_requests(sandbox, 1)
         signalled = time.monotonic()
         job.send_signal(signal.SIGTERM)
-        out, err = job.communicate(timeout=30)
+        _, err = job.communicate(timeout=30)
         assert time.monotonic() - signalled < 3.0
         assert job.returncode == 143, err
         rows = json.loads((tmp_path / "summary.json").read_text())["rows"]
