@@ -126,11 +126,11 @@ def validate_section(
     resolved = _with_defaults(dict(config), schema)
     for key in secret_keys(schema):
         if isinstance(resolved.get(key), str):
-            resolved[key] = Secret(_checked_secret(f"{section}.{key}", resolved[key]))
+            resolved[key] = Secret(checked_secret(f"{section}.{key}", resolved[key]))
     return resolved
 
 
-def _checked_secret(path: str, value: str) -> str:
+def checked_secret(path: str, value: str) -> str:
     """A secret as it will be sent: surrounding white space (a newline from a file) stripped
     with a warning; control characters inside refused (they cannot travel in a header)."""
     Secret(value)  # known to the scrubber in every form before any message can show it

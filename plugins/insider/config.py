@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from arrowbulk import RunContext, Secret
+from arrowbulk.config import checked_secret
 from arrowbulk.errors import ConfigError
 
 API_KEY_ENV = "INSIDER_API_KEY"
@@ -119,9 +120,15 @@ def resolve(
     env = os.environ if environ is None else environ
     api_key = config.get("api_key")
     if api_key is None and env.get(API_KEY_ENV):
-        api_key = Secret(env[API_KEY_ENV])
+        api_key = Secret(checked_secret(API_KEY_ENV, env[API_KEY_ENV]))
     if not isinstance(api_key, Secret):
         raise ConfigError(f"out.api_key: required; set it, or export {API_KEY_ENV}")
+    if not api_key.reveal().isascii():
+        # It travels in the X-REQUEST-TOKEN header, which carries ASCII only.
+        raise ConfigError(
+            "out.api_key: holds a non-ASCII character (value hidden, it is a secret); Insider's "
+            "keys are ASCII: check how the key was copied"
+        )
     endpoint = (config.get("endpoint") or env.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT).rstrip("/")
     _check_transport(endpoint, config["allow_insecure_http"])
     fields = config["custom_identifier_fields"]
