@@ -46,8 +46,17 @@ def run_against(tmp_path: Path, url: str, key: str, *flags: str) -> tuple[int, s
     }
     (tmp_path / "job.yml").write_text(yaml.safe_dump(job))
     result = subprocess.run(
-        [sys.executable, "-m", "arrowbulk.cli", *flags, "run", "job.yml", "--no-progress"]
-        + ["--summary-json", "summary.json"],
+        [
+            sys.executable,
+            "-m",
+            "arrowbulk.cli",
+            *flags,
+            "run",
+            "job.yml",
+            "--no-progress",
+            "--summary-json",
+            "summary.json",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
