@@ -155,9 +155,8 @@ def test_the_rate_limiter_paces_requests_across_threads() -> None:
 
 
 def test_retry_after_in_seconds_and_as_an_http_date() -> None:
-    class Response:
-        def __init__(self, value: str) -> None:
-            self.headers = {"Retry-After": value}
+    def Response(value: str) -> dict[str, str]:
+        return {"Retry-After": value}
 
     assert _retry_after(Response("3")) == 3.0
     later = email.utils.format_datetime(

@@ -162,3 +162,25 @@ def test_a_tampered_state_file_is_a_clear_error(tmp_path: Path, change, says: st
     assert result.code == 2
     assert says in result.err
     assert "internal error" not in result.err
+
+
+def test_resent_at_most_is_the_true_bound(tmp_path: Path) -> None:
+    from test_resume import write_job
+
+    with InsiderSandbox(partner=PARTNER, api_key=API_KEY) as sandbox:
+        sandbox.set_faults(delay_seconds=30)  # the first request stays in flight
+        write_job(tmp_path, sandbox.url, max_records_per_request=100, max_requests_in_flight=1)
+        first = start(tmp_path, "--resume", "state.json")
+        deadline = time.monotonic() + 30
+        while not sandbox.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        first.kill()
+        first.communicate()
+        sandbox.set_faults(delay_seconds=0)
+        second = start(tmp_path, "--resume", "state.json", "--summary-json", "s.json")
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 0, err
+    resume = json.loads((tmp_path / "s.json").read_text())["details"]["resume"]
+    assert resume["skipped_rows"] == 0
+    assert resume["resent_at_most"] == 100  # one request of 100 rows was out

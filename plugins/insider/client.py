@@ -3,10 +3,16 @@
 Every response and transport error is classified once, here:
 
 - retried with capped exponential backoff and full jitter, honouring ``Retry-After``:
-  429, 500, 502, 503, 504, 520-530 (gateway errors), timeouts, resets, dropped connections;
-- returned to the caller as an answer: 200 (maybe with per-user failures), 400, 404 and the
-  other 4xx (never retried; the caller splits, bisects or rejects);
-- raised as :class:`AuthError`, stopping the job at once: 401, 403, and 400 "Partner is invalid".
+  429, 408, 500, 502, 503, 504, 520-530 (gateway errors), timeouts, resets, dropped
+  connections, an attempt past ``request_deadline``, an answer longer than
+  ``max_response_bytes``, and a 200 whose body is not Insider's documented answer (the caller's
+  ``check``): only a clean answer settles records;
+- returned to the caller as an answer: 200, 400, and the other 4xx the caller can map to rows
+  (a 404 "no such user" of a single-user call);
+- raised, stopping the job at once (nothing more is sent): :class:`AuthError` for 401, 403 and
+  400 "Partner is invalid"; :class:`EndpointError` for a redirect (never followed: the key
+  would travel to another address), a 404 that is not "no such user", and a TLS certificate
+  that does not verify (retrying cannot fix configuration).
 
 Each request has ``max_retries``; the job has ``retry_budget`` retries in all.
 """
@@ -17,6 +23,7 @@ import email.utils
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +53,15 @@ class Answer:
                 if isinstance(self.data.get(key), str):
                     return str(self.data[key])
         return self.text or f"HTTP {self.status}"
+
+
+class EndpointError(JobError):
+    """The endpoint is wrong or untrusted (a redirect, no such path, a certificate that does not
+    verify): configuration, so retrying cannot help; the job stops."""
+
+
+#: Checks a 200 answer; returns why it is not a clean answer, or None when it is.
+AnswerCheck = Callable[[Answer], str | None]
 
 
 class RateLimiter:
@@ -101,8 +117,13 @@ class InsiderClient:
             maxsize=task.max_in_flight,
             block=False,
             retries=False,  # retries are ours: they need the classification above
-            timeout=urllib3.Timeout(connect=task.connect_timeout, read=task.read_timeout),
+            timeout=urllib3.Timeout(
+                connect=task.connect_timeout,
+                read=task.read_timeout,
+                total=task.request_deadline,
+            ),
             cert_reqs="CERT_REQUIRED",
+            ca_certs=str(task.ca_file) if task.ca_file else None,
         )
         self._headers = {
             "X-PARTNER-NAME": task.partner_name,
@@ -118,41 +139,86 @@ class InsiderClient:
     def close(self) -> None:
         self.pool.clear()
 
-    def send(self, body: bytes) -> Answer:
-        """Send one body, retrying what may succeed later; raise AuthError / JobError to stop."""
+    def send(
+        self,
+        body: bytes,
+        check: AnswerCheck | None = None,
+        on_retry: Callable[[], None] | None = None,
+    ) -> Answer:
+        """Send one body, retrying what may succeed later; raise AuthError / EndpointError /
+        JobError to stop. ``check`` vets a 200; ``on_retry`` counts each retry."""
         attempt = 0
         while True:
             attempt += 1
             self.limiter.acquire(self.stop)
             if self.stop.is_set():
                 raise JobError("the job is stopping; request not sent")
+            retry_after: float | None = None
             try:
-                response = self.pool.request(
-                    self.task.operation.method,
-                    self.url,
-                    body=body,
-                    headers=self._headers,
-                    preload_content=True,
-                )
-            except urllib3.exceptions.HTTPError as error:
-                problem, retry_after = f"{type(error).__name__}: {_short(str(error))}", None
+                answer, headers = self._attempt(body, attempt)
+            except urllib3.exceptions.SSLError as error:
+                raise EndpointError(
+                    f"out.endpoint {self.task.endpoint}: TLS failed ({_short(str(error))}); if the "
+                    "server's certificate comes from a private CA, set out.ca_file to its PEM "
+                    "file (or export SSL_CERT_FILE); nothing more was sent"
+                ) from None
+            except (urllib3.exceptions.HTTPError, _Unreadable) as error:
+                problem = f"{type(error).__name__}: {_short(str(error))}"
             else:
-                answer = _answer(response, attempt)
                 if answer.status not in RETRY_STATUSES:
-                    return self._checked(answer)
-                problem, retry_after = (
-                    f"HTTP {answer.status} {_short(answer.message)}",
-                    _retry_after(response),
-                )
+                    answer = self._checked(answer, headers)
+                    problem_text = check(answer) if check and answer.status == 200 else None
+                    if problem_text is None:
+                        return answer
+                    problem = f"HTTP 200 with {problem_text}"
+                else:
+                    problem = f"HTTP {answer.status} {_short(answer.message)}"
+                    retry_after = _retry_after(headers)
             self._wait_before_retry(attempt, problem, retry_after)
+            if on_retry is not None:
+                on_retry()
 
-    def _checked(self, answer: Answer) -> Answer:
+    def _attempt(self, body: bytes, attempt: int) -> tuple[Answer, Any]:
+        """One request; its answer read up to max_response_bytes, before request_deadline."""
+        deadline = time.monotonic() + self.task.request_deadline
+        response = self.pool.request(
+            self.task.operation.method,
+            self.url,
+            body=body,
+            headers=self._headers,
+            preload_content=False,
+            redirect=False,
+        )
+        try:
+            raw = _read_bounded(response, self.task.max_response_bytes, deadline)
+        except BaseException:
+            response.close()  # not drained: the rest may be endless
+            raise
+        response.release_conn()
+        return _answer(response.status, raw, attempt), response.headers
+
+    def _checked(self, answer: Answer, headers: Any) -> Answer:
+        endpoint = f"{self.task.operation.method} {self.url}"
         if answer.status in {401, 403} or (
             answer.status == 400 and "partner" in answer.message.lower()
         ):
             raise AuthError(
                 f"Insider refused the credentials (HTTP {answer.status}: {_short(answer.message)}); "
                 "check out.api_key (a UCD API key) and out.partner_name; nothing more was sent"
+            )
+        if 300 <= answer.status < 400:
+            where = headers.get("Location") or "no Location given"
+            raise EndpointError(
+                f"out.endpoint: {endpoint} answered HTTP {answer.status} (a redirect to {_short(where)}); "
+                "arrowbulk never follows redirects, since the key would travel with the request: "
+                "set out.endpoint to the address that answers; nothing more was sent"
+            )
+        if answer.status == 404 and not (
+            self.task.operation.one_user_per_request and "no such user" in answer.message.lower()
+        ):
+            raise EndpointError(
+                f"out.endpoint: {endpoint} answered HTTP 404 ({_short(answer.message)}); check "
+                "out.endpoint (Insider's is https://unification.useinsider.com); nothing more was sent"
             )
         return answer
 
@@ -173,17 +239,35 @@ class InsiderClient:
             raise JobError(f"the job is stopping; not retrying ({problem})")
 
 
-def _answer(response: urllib3.BaseHTTPResponse, attempt: int) -> Answer:
-    raw = response.data or b""
+class _Unreadable(Exception):
+    """An answer too long, or too slow in all: the attempt failed, like a timeout."""
+
+
+def _read_bounded(response: urllib3.BaseHTTPResponse, limit: int, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise _Unreadable("the answer did not arrive within out.request_deadline")
+        chunk = response.read1(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise _Unreadable(f"the answer is longer than out.max_response_bytes ({limit:,})")
+        chunks.append(chunk)
+
+
+def _answer(status: int, raw: bytes, attempt: int) -> Answer:
     try:
         data = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
         data = None
-    return Answer(response.status, data, raw[:500].decode("utf-8", "replace"), attempt)
+    return Answer(status, data, raw[:500].decode("utf-8", "replace"), attempt)
 
 
-def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
-    value = response.headers.get("Retry-After")
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After")
     if not value:
         return None
     try:

@@ -99,6 +99,9 @@ class InsiderTask:
     error_callback_endpoint: str | None
     connect_timeout: float
     read_timeout: float
+    request_deadline: float
+    max_response_bytes: int
+    ca_file: Path | None
     max_retries: int
     retry_budget: int
     backoff_base: float
@@ -154,6 +157,9 @@ def resolve(
         error_callback_endpoint=config.get("error_callback_endpoint"),
         connect_timeout=float(config["connect_timeout"]),
         read_timeout=float(config["read_timeout"]),
+        request_deadline=float(config["request_deadline"]),
+        max_response_bytes=config["max_response_bytes"],
+        ca_file=_ca_file(config.get("ca_file"), context),
         max_retries=config["max_retries"],
         retry_budget=config["retry_budget"],
         backoff_base=float(config["backoff_base_seconds"]),
@@ -167,6 +173,15 @@ def resolve(
         retention_days=dict(config.get("event_retention_days", {})),
         run_id=context.run_id,
     )
+
+
+def _ca_file(name: str | None, context: RunContext) -> Path | None:
+    if name is None:
+        return None
+    path = context.resolve(name)
+    if not path.is_file():
+        raise ConfigError(f"out.ca_file: {name} does not exist (looked for {path})")
+    return path
 
 
 def _check_transport(endpoint: str, allow_insecure: bool) -> None:

@@ -78,9 +78,17 @@ class Delivery:
             raise self._fatal
 
     def submit(
-        self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject
+        self,
+        request: Request,
+        builder: RequestBuilder,
+        tally: Tally,
+        on_reject: OnReject,
+        on_start: Callable[[], None] | None = None,
     ) -> Future[bool]:
-        """Send ``request`` on a worker thread; block while the in-flight window is full."""
+        """Send ``request`` on a worker thread; block while the in-flight window is full.
+
+        ``on_start`` runs once a slot is free, just before the request goes out (to record it
+        as possibly delivered, for the resume's bound on duplicates)."""
         # Wait for a free slot, but not past a stop: a stopping job starts nothing new.
         while not self._slots.acquire(timeout=0.05):
             if self.stop.is_set():
@@ -91,8 +99,10 @@ class Delivery:
             self.raise_if_failed()
             raise JobError("the job is stopping")
         try:
+            if on_start is not None:
+                on_start()
             return self._pool.submit(self._deliver_in_slot, request, builder, tally, on_reject)
-        except RuntimeError:
+        except BaseException:
             self._slots.release()
             raise
 
@@ -122,11 +132,18 @@ class Delivery:
     def _deliver(
         self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject
     ) -> None:
-        answer = self.client.send(request.body)
+        def count_retry() -> None:
+            with tally.lock:
+                tally.retries += 1
+
+        answer = self.client.send(
+            request.body,
+            check=lambda answer: answer_problem(answer.data, request.user_count),
+            on_retry=count_retry,
+        )
         with tally.lock:
             tally.requests += 1
             tally.records_sent += request.record_count
-            tally.retries += answer.attempts - 1
         if answer.status == 200:
             self._settle(request, answer, tally, on_reject)
         elif answer.status in {400, 413} and request.user_count > 1:
@@ -186,8 +203,55 @@ class Delivery:
             )
 
 
+def answer_problem(data: object, user_count: int) -> str | None:
+    """Why a 200's body is not a clean, fully mappable answer of Insider; None when it is.
+
+    Documented: ``{"data": {"successful": {"count": n} or {}, "fail": {} or {"count": m,
+    "errors": {"users.<i>...": [...]}}}}``. Every failure must name a user of the request, and
+    the successes and failures must add up to the users sent; otherwise nobody can say which
+    records Insider took, so none counts as accepted (the request is retried, then unsent).
+    """
+    body = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(body, dict):
+        return "an answer that is not Insider's (no data object)"
+    successful, fail = body.get("successful"), body.get("fail")
+    if not isinstance(successful, dict) or not isinstance(fail, dict):
+        return "an answer that is not Insider's (data.successful or data.fail missing)"
+    ok = successful.get("count", 0)
+    if not _is_count(ok):
+        return f"an unreadable data.successful.count ({ok!r})"
+    failed = 0
+    if fail:
+        errors, count = fail.get("errors"), fail.get("count")
+        if not isinstance(errors, dict) or not errors or not isinstance(count, int) or count < 0:
+            return "failures that name no users (data.fail without errors)"
+        users = set()
+        for key in errors:
+            match = _USER_KEY.match(str(key))
+            if not match or int(match.group(1)) >= user_count:
+                return f"a failure that maps to no user of the request ({_short(str(key))})"
+            users.add(int(match.group(1)))
+        if count > len(errors):
+            return f"{count} failures of which only {len(errors)} name a user"
+        failed = len(users)
+    if ok + failed != user_count:
+        return f"{ok} successes and {failed} failed users for the {user_count} users sent"
+    return None
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def failed_users(data: object, user_count: int) -> dict[int, tuple[str, str]]:
-    """Map ``data.fail.errors`` keys ``users.<i>...`` to user index -> (rule, message)."""
+    """Map ``data.fail.errors`` keys ``users.<i>...`` to user index -> (rule, message).
+
+    Called on answers :func:`answer_problem` passed, so every key maps to a user.
+    """
     if not isinstance(data, dict):
         return {}
     fail = (data.get("data") or {}).get("fail") if isinstance(data.get("data"), dict) else None
@@ -198,7 +262,6 @@ def failed_users(data: object, user_count: int) -> dict[int, tuple[str, str]]:
     for key, messages in errors.items():
         match = _USER_KEY.match(str(key))
         if not match or int(match.group(1)) >= user_count:
-            log.warning("unmapped failure key from Insider: %s", key)
             continue
         text = "; ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
         index = int(match.group(1))

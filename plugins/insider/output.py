@@ -321,19 +321,25 @@ class InsiderPage(PageOutput):
             self._pending_first = self.builder.first_pending_row()
             for request in requests:
                 self._unsettled[id(request)] = int(request.rows.min())
-                self._out[id(request)] = (request.rows, int(request.rows.max()))
             if queued_through is not None:
                 self._queued_through = queued_through
-        if requests:
-            # Recorded before they go out: a crash from here on resends at most these rows.
-            self._report_progress()
         for request in requests:
             key = id(request)
             future = self.job.delivery.submit(
-                request, self.builder, self.tally, self._on_server_reject
+                request,
+                self.builder,
+                self.tally,
+                self._on_server_reject,
+                on_start=lambda request=request: self._going_out(request),  # type: ignore[misc]
             )
             future.add_done_callback(lambda done, key=key: self._request_done(key, done))  # type: ignore[misc]
             self.futures.append(future)
+
+    def _going_out(self, request: Request) -> None:
+        """Recorded before it goes out: a crash from here on resends at most these rows."""
+        with self.progress_lock:
+            self._out[id(request)] = (request.rows, int(request.rows.max()))
+        self._report_progress()
 
     def _request_done(self, key: int, future: Future[bool]) -> None:
         if future.cancelled() or not future.result():
