@@ -144,6 +144,13 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     retry.add_argument(
         "--config", type=Path, required=True, metavar="JOB.yml", help="the job that wrote it"
     )
+    retry.add_argument(
+        "--run",
+        action="append",
+        metavar="RUN_ID",
+        help="retry the records of this run (repeatable; 'all' for every run); needed when "
+        "the file holds several runs",
+    )
     _add_run_options(retry)
     retry.set_defaults(handler=_retry)
 
@@ -241,7 +248,7 @@ def _retry(args: argparse.Namespace) -> int:
         PipelineConfig(source, out, original.exec, original.base_dir), registry, args, run_id
     )
     assert isinstance(job.input, RejectsInput)
-    records = job.input.load(schema)
+    records = job.input.load(schema, args.run)
     print(f"retrying {records} record(s) from {rejects}")
     return _finish(job, args)
 

@@ -3,19 +3,31 @@
 Format (documented in docs/delivery.md): ``run_id``, ``task``, ``row`` (0-based position of
 the record in its task's input), ``stage`` (``validation`` or ``server``), ``column``,
 ``rule``, ``message``, ``attempt``, ``record`` (the source row, or the user object that was
-sent), and for the server's refusals ``sent`` (the user object it refused). Lines are
-written whole under a lock, so parallel tasks never interleave.
+sent), and for the server's refusals ``sent`` (the user object it refused).
+
+Each line is one ``write()`` to a file opened for appending, under a lock, so parallel tasks
+never interleave and a crash can tear at most the last line (``retry`` detects and skips it).
+:meth:`RejectWriter.sync` makes the lines durable; an output calls it before it reports the
+rejected rows as settled, so a resume never skips a rejection that is not on disk. A failed
+write (a full disk, a read-only or failing device) raises :class:`RejectWriteError`, which
+stops the job: a record that cannot be written as rejected must stay unsent.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
+from arrowbulk.errors import JobError
 from arrowbulk.secret import scrub
+
+
+class RejectWriteError(JobError):
+    """The reject file could not be written; the job stops."""
 
 
 class RejectWriter:
@@ -25,8 +37,10 @@ class RejectWriter:
         self.path = path
         self.run_id = run_id
         self.count = 0
+        self.failed: RejectWriteError | None = None
         self._lock = threading.Lock()
-        self._file: BinaryIO | None = None
+        self._fd: int | None = None
+        self._unsynced = False
 
     def write(
         self,
@@ -60,15 +74,46 @@ class RejectWriter:
             option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z,
         )
         with self._lock:
-            if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.path, "ab")  # noqa: SIM115 - kept open across calls, closed in close()
-            self._file.write(data)
-            self._file.flush()
+            self._guard(lambda: self._append(data))
             self.count += 1
+
+    def sync(self) -> None:
+        """Make every line written so far durable (fsync); a no-op when nothing is new."""
+        with self._lock:
+            fd = self._fd
+            if self._unsynced and fd is not None:
+                self._guard(lambda: os.fsync(fd))
+                self._unsynced = False
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            if self._fd is not None:
+                try:
+                    if self._unsynced and self.failed is None:
+                        os.fsync(self._fd)
+                finally:
+                    os.close(self._fd)
+                    self._fd = None
+
+    def _append(self, data: bytes) -> None:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        view = memoryview(data)
+        while view:  # one write() in practice; a short write continues where it stopped
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._unsynced = True
+
+    def _guard(self, action: Any) -> None:
+        if self.failed is not None:
+            raise self.failed
+        try:
+            action()
+        except OSError as error:
+            self.failed = RejectWriteError(
+                f"cannot write the reject file {self.path}: {error.strerror or error} "
+                f"(errno {error.errno}); the job stopped so that no rejected record goes "
+                "unrecorded. Free space or fix the folder, then rerun (with --resume to continue)"
+            )
+            raise self.failed from None

@@ -10,7 +10,9 @@ goes to a new reject file beside the old one (``<name>.retry-<run id>.jsonl``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+import logging
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +22,75 @@ import pyarrow.types as pat
 from arrowbulk import InputPlugin, RunContext, hookimpl
 from arrowbulk.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 BATCH_ROWS = 10_000
 
 
-def read_rejects(path: Path) -> list[dict[str, Any]]:
-    """The ``record`` of every line of a reject file."""
-    records = []
+def read_rejects(path: Path, runs: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The ``record`` of every line of a reject file written by ``runs``.
+
+    A file that holds several runs (a fixed ``reject_file`` name kept across runs) must be
+    given the runs to retry: records of different runs are never mixed silently. ``runs``
+    ``["all"]`` takes every run. Of a record rejected by several runs (a resume rejects again
+    what a crash left above its watermark), the last line is taken. A last line without its
+    newline was torn by a crash while it was written: it is skipped with a warning (its record
+    was not settled, so the resumed job rejects or sends it again).
+    """
     try:
         # Split on "\n" only: JSON text may hold U+2028 and friends, which splitlines() breaks on.
-        lines = path.read_text(encoding="utf-8").split("\n")
+        text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    lines = text.split("\n")
+    entries: list[dict[str, Any]] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             entry = json.loads(line)
         except ValueError:
+            if number == len(lines):  # no newline after it: torn mid-write
+                log.warning(
+                    "%s, line %d: the last line is incomplete (the run that wrote it stopped "
+                    "mid-write); skipped: its record was not settled, --resume handles it",
+                    path,
+                    number,
+                )
+                continue
             raise ConfigError(
                 f"{path}, line {number}: not JSON; is this an arrowbulk reject file?"
             ) from None
         if isinstance(entry, dict) and isinstance(entry.get("record"), dict):
-            records.append(entry["record"])
-    return records
+            entries.append(entry)
+    return [e["record"] for e in _of_runs(entries, runs, path)]
+
+
+def _of_runs(
+    entries: list[dict[str, Any]], runs: Sequence[str] | None, path: Path
+) -> list[dict[str, Any]]:
+    found = Counter(str(e.get("run_id")) for e in entries)
+    if runs and "all" not in runs:
+        unknown = sorted(set(runs) - set(found))
+        if unknown:
+            raise ConfigError(
+                f"--run {', '.join(unknown)}: not in {path} (it holds {_listing(found)})"
+            )
+        entries = [e for e in entries if str(e.get("run_id")) in runs]
+    elif len(found) > 1 and not runs:
+        raise ConfigError(
+            f"{path} holds the rejects of {len(found)} runs ({_listing(found)}); choose with "
+            "--run RUN_ID (repeatable), or --run all"
+        )
+    latest: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for entry in entries:
+        latest.pop((entry.get("task"), entry.get("row")), None)
+        latest[(entry.get("task"), entry.get("row"))] = entry  # the last rejection wins
+    return list(latest.values())
+
+
+def _listing(found: Counter[str]) -> str:
+    return ", ".join(f"{run}: {count} record(s)" for run, count in found.items())
 
 
 def typed_table(records: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -77,9 +125,9 @@ class RejectsInput(InputPlugin):
         super().__init__(config, context)
         self.table: pa.Table | None = None
 
-    def load(self, schema: pa.Schema) -> int:
-        """Read the records, typed like ``schema``; return how many there are."""
-        self.table = typed_table(read_rejects(Path(self.config["path"])), schema)
+    def load(self, schema: pa.Schema, runs: Sequence[str] | None = None) -> int:
+        """Read the records of ``runs``, typed like ``schema``; return how many there are."""
+        self.table = typed_table(read_rejects(Path(self.config["path"]), runs), schema)
         return int(self.table.num_rows)
 
     def schema(self) -> pa.Schema:

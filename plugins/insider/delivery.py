@@ -58,6 +58,8 @@ class Delivery:
         self._pool = ThreadPoolExecutor(task.max_in_flight, thread_name_prefix="arrowbulk-insider")
         self._fatal: ArrowbulkError | None = None
         self._fatal_lock = threading.Lock()
+        #: Told the error that stops the job (the host's cancellation), once.
+        self.on_fatal: Callable[[ArrowbulkError], object] | None = None
 
     def __repr__(self) -> str:
         return f"Delivery({self.client!r})"
@@ -69,9 +71,12 @@ class Delivery:
     def fail(self, error: ArrowbulkError) -> None:
         """Record the error that stops the job; the first one wins."""
         with self._fatal_lock:
-            if self._fatal is None:
-                self._fatal = error
-                self.stop.set()
+            if self._fatal is not None:
+                return
+            self._fatal = error
+            self.stop.set()
+        if self.on_fatal is not None:
+            self.on_fatal(error)
 
     def raise_if_failed(self) -> None:
         if self._fatal is not None:
@@ -189,10 +194,10 @@ class Delivery:
     ) -> None:
         for index in indexes:
             rows = request.rows_of(index)
+            for row in rows:  # written first: a row that cannot be written stays unsent
+                on_reject(row, rule, message, request.user_text(index), attempt)
             with tally.lock:
                 tally.reject(rule, len(rows))
-            for row in rows:
-                on_reject(row, rule, message, request.user_text(index), attempt)
         if not self.task.skip_invalid_records:
             first = request.rows_of(indexes[0])[0]
             self.fail(

@@ -32,8 +32,9 @@ from arrowbulk.plugins.insider.prepare import Prepared, prepare
 from arrowbulk.plugins.insider.requests import Request, RequestBuilder
 from arrowbulk.plugins.insider.spec import load_spec
 from arrowbulk.plugins.insider.validate import Issue, RecordValidator
-from arrowbulk.rejects import RejectWriter
+from arrowbulk.rejects import RejectWriteError, RejectWriter
 from arrowbulk.resources import load_schema
+from arrowbulk.writable import check_writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class InsiderJob:
         # The host stops the job (a signal, a failed state write, another task's error): stop
         # starting requests at once; those in flight are awaited until the deadline.
         cancellation.on_cancel(self._stop)
+        self.delivery.on_fatal = cancellation.cancel
         self.prevalidated = False
         self.pages: set[InsiderPage] = set()
         self.pages_lock = threading.Lock()
@@ -125,6 +127,7 @@ class InsiderOutput(OutputPlugin):
         self, config: Mapping[str, Any], schema: pa.Schema, context: RunContext
     ) -> tuple[InsiderTask, Plan]:
         task = resolve(config, context)
+        check_writable_folder(task.reject_file.parent, "out.reject_file")
         return task, plan_columns(schema, task, load_spec())
 
     def record_check(self, task: Any, schema: pa.Schema) -> RecordCheck | None:
@@ -364,6 +367,12 @@ class InsiderPage(PageOutput):
         with self.recent_lock:
             for first_row in [r for r, b in self._recent.items() if r + b.num_rows <= settled]:
                 del self._recent[first_row]
+        # Rejections on disk before their rows count as settled anywhere.
+        try:
+            self.job.rejects.sync()
+        except RejectWriteError as error:
+            self.job.delivery.fail(error)
+            raise
         if self._progress is not None:
             self._progress(settled, in_doubt)
 
@@ -446,9 +455,9 @@ class InsiderPage(PageOutput):
 
     def _reject_invalid(self, batch: pa.RecordBatch, first_row: int, issues: list[Issue]) -> None:
         for issue in issues:
+            _write_reject(self.job.rejects, self.task_index, first_row, batch, issue)
             with self.tally.lock:
                 self.tally.reject(issue.reason)
-            _write_reject(self.job.rejects, self.task_index, first_row, batch, issue)
         if not self.task.skip_invalid_records:
             issue = issues[0]
             raise RecordError(
