@@ -284,16 +284,21 @@ class _TaskControl:
             skip = state.settled
         try:
             with TaskScope(self.job.output.open(task, self.schema, index)) as scope:
-                if checkpoint is not None:
-                    scope.page.track(
-                        lambda settled, in_doubt: self._track(index, settled, in_doubt)
-                    )
-                    if skip:
-                        scope.page.skip(skip)
-                for batch in self._batches(index, rows, skip):
-                    scope.page.add(batch)
-                scope.page.finish()
-                report = scope.commit()
+                try:
+                    if checkpoint is not None:
+                        scope.page.track(
+                            lambda settled, in_doubt: self._track(index, settled, in_doubt)
+                        )
+                        if skip:
+                            scope.page.skip(skip)
+                    for batch in self._batches(index, rows, skip):
+                        scope.page.add(batch)
+                    scope.page.finish()
+                    report = scope.commit()
+                except BaseException as error:
+                    # The whole job stops for this reason, known before abort() runs.
+                    self.cancellation.cancel(error)
+                    raise
             report.settle(rows[0])
             self.reports[index] = report
             self.committed[index] = True

@@ -92,3 +92,50 @@ def test_retry_of_a_file_that_is_not_a_reject_file(cli, tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text("not json\n")
     result = cli("retry", tmp_path / "bad.jsonl", "--config", tmp_path / "job.yml")
     assert result.code == 2 and "line 1: not JSON" in result.err
+
+
+def _reject_line(run: str, row: int, email: str) -> str:
+    record = {"uuid": f"u{row}", "email": email, "birthday": "1990-01-02T00:00:00Z"}
+    line = {"run_id": run, "task": 0, "row": row, "stage": "validation", "record": record}
+    return json.dumps(line)
+
+
+def test_retry_selects_runs_skips_a_torn_last_line_and_takes_a_rows_last_rejection(
+    cli, sandbox, tmp_path: Path
+) -> None:
+    table = pa.table(
+        {
+            "uuid": ["u1"],
+            "email": ["a@example.com"],
+            "birthday": pa.array([dt.datetime(1990, 1, 2)], pa.timestamp("s")),
+            "static_segment_id": pa.array([[1]], pa.list_(pa.int64())),
+        }
+    )
+    pq.write_table(table, tmp_path / "users.parquet")
+    job = write_insider_job(tmp_path, sandbox.url, "users.parquet", skip_invalid_records=True)
+    rejects = tmp_path / "rejects.jsonl"
+    lines = [
+        _reject_line("run-a", 1, "one@example.com"),
+        _reject_line("run-a", 2, "two@example.com"),
+        _reject_line("run-b", 2, "two-again@example.com"),  # the resume rejected row 2 again
+    ]
+    torn = _reject_line("run-b", 3, "three@example.com")[:40]  # the crash cut it here
+    rejects.write_text("\n".join(lines) + "\n" + torn)
+
+    mixed = cli("retry", rejects, "--config", job, "--no-progress")
+    assert mixed.code == 2
+    assert "holds the rejects of 2 runs (run-a: 2 record(s), run-b: 1 record(s))" in mixed.err
+
+    only_a = cli("retry", rejects, "--config", job, "--no-progress", "--run", "run-a")
+    assert only_a.code == 0, only_a.err
+    assert "retrying 2 record(s)" in only_a.out
+    assert "the last line is incomplete" in only_a.err
+
+    both = cli("retry", rejects, "--config", job, "--no-progress", "--run", "all")
+    assert both.code == 0, both.err
+    assert "retrying 2 record(s)" in both.out  # row 2 once, as the later run wrote it
+    emails = sorted(u["identifiers"]["email"] for u in bodies(sandbox)[-1]["users"])
+    assert emails == ["one@example.com", "two-again@example.com"]
+
+    unknown = cli("retry", rejects, "--config", job, "--no-progress", "--run", "run-x")
+    assert unknown.code == 2 and "--run run-x: not in" in unknown.err

@@ -32,7 +32,7 @@ from arrowbulk.plugins.insider.prepare import Prepared, prepare
 from arrowbulk.plugins.insider.requests import Request, RequestBuilder
 from arrowbulk.plugins.insider.spec import load_spec
 from arrowbulk.plugins.insider.validate import Issue, RecordValidator
-from arrowbulk.rejects import RejectWriteError, RejectWriter
+from arrowbulk.rejects import RejectWriter
 from arrowbulk.resources import load_schema
 from arrowbulk.writable import check_writable_folder
 
@@ -367,14 +367,15 @@ class InsiderPage(PageOutput):
         with self.recent_lock:
             for first_row in [r for r, b in self._recent.items() if r + b.num_rows <= settled]:
                 del self._recent[first_row]
-        # Rejections on disk before their rows count as settled anywhere.
         try:
+            # Rejections on disk before their rows count as settled anywhere.
             self.job.rejects.sync()
-        except RejectWriteError as error:
+            if self._progress is not None:
+                self._progress(settled, in_doubt)
+        except ArrowbulkError as error:
+            # A failed write of the reject file or the state stops the job; the task thread
+            # raises it at its next step. Nothing here may escape: this runs in callbacks.
             self.job.delivery.fail(error)
-            raise
-        if self._progress is not None:
-            self._progress(settled, in_doubt)
 
     def flush_if_older_than(self, max_wait: float) -> None:
         with self.lock:
