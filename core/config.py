@@ -48,10 +48,55 @@ def load_pipeline_file(path: Path, environ: Mapping[str, str] | None = None) -> 
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
     try:
-        document = yaml.safe_load(text)
+        document = _load_yaml(text, path)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
     return pipeline_from_mapping(document, path.resolve().parent, environ)
+
+
+#: More values than any pipeline needs; an alias bomb (``&a [*b, *b, ...]`` nested) expands
+#: to billions, at any depth of the document.
+MAX_YAML_VALUES = 100_000
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load``, refusing documents whose aliases expand past MAX_YAML_VALUES."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _count_values(node, {}, set(), path)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _count_values(node: yaml.Node, seen: dict[int, int], open_nodes: set[int], path: Path) -> int:
+    """How many values ``node`` becomes once its aliases are expanded (memoized per node)."""
+    key = id(node)
+    if key in seen:
+        return seen[key]
+    if key in open_nodes:
+        raise ConfigError(
+            f"{path}: an alias refers to itself; a pipeline config cannot be recursive"
+        )
+    open_nodes.add(key)
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_count_values(child, seen, open_nodes, path) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        for name, value in node.value:
+            total += _count_values(name, seen, open_nodes, path)
+            total += _count_values(value, seen, open_nodes, path)
+    open_nodes.discard(key)
+    if total > MAX_YAML_VALUES:
+        raise ConfigError(
+            f"{path}: its aliases (*name) expand to more than {MAX_YAML_VALUES:,} values; "
+            "a pipeline config is far smaller (an alias bomb?)"
+        )
+    seen[key] = total
+    return total
 
 
 def pipeline_from_mapping(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,24 @@ def test_secret_values_are_wrapped_and_never_echoed_in_errors() -> None:
 def test_defaults_are_filled_in() -> None:
     schema = {"type": "object", "properties": {"batch_size": {"type": "integer", "default": 7}}}
     assert validate_section("in", {}, schema) == {"batch_size": 7}
+
+
+def test_an_alias_bomb_anywhere_is_refused_at_once(tmp_path, cli) -> None:
+    levels = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for name, previous in zip("bcdefghi", "abcdefgh", strict=True):
+        levels.append(f"{name}: &{name} [{', '.join(['*' + previous] * 9)}]")
+    nested = "in:\n  type: file\n  path: x\n" + "".join(f"  {line}\n" for line in levels)
+    job = tmp_path / "bomb.yml"
+    job.write_text(nested + "out: {type: 'null'}\n")
+    started = time.monotonic()
+    result = cli("validate", job)
+    assert time.monotonic() - started < 5
+    assert result.code == 2
+    assert "expand to more than 100,000 values" in result.err
+
+
+def test_a_recursive_alias_is_refused(tmp_path, cli) -> None:
+    job = tmp_path / "loop.yml"
+    job.write_text("in: &a {type: file, path: [*a]}\nout: {type: 'null'}\n")
+    result = cli("validate", job)
+    assert result.code == 2 and "refers to itself" in result.err

@@ -24,6 +24,7 @@ from arrowbulk.batches import rebatch
 from arrowbulk.digest import file_digest
 from arrowbulk.errors import ConfigError, JobError, SchemaError
 from arrowbulk.plugins.file.formats import format_of
+from arrowbulk.plugins.file.json_depth import check_json_depth
 from arrowbulk.resources import load_schema
 
 # Block size for CSV / JSON readers: large enough for speed, small enough to bound memory.
@@ -150,6 +151,7 @@ class FileInput(InputPlugin):
                     convert_options=self._csv_options(self.schema()),
                 )
         else:
+            check_json_depth(task.path)
             with open(task.path, "rb") as source:
                 reader = pajson.open_json(
                     source,
@@ -239,6 +241,7 @@ def _read_schema(
                 convert_options=csv_options,
             ) as reader:
                 return reader.schema
+        check_json_depth(path)
         with pajson.open_json(
             path, read_options=pajson.ReadOptions(block_size=_BLOCK_BYTES)
         ) as reader:
