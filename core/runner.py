@@ -119,7 +119,7 @@ class Job:
                 "query's rows may come in another order now; resuming could skip or repeat the "
                 "wrong rows. Start with a new state file"
             )
-        log.info("running the input once into its spool %s", spool.folder)
+        log.debug("running the input once into its spool %s", spool.folder)
         rows = spool.fill(self.input, self.cancellation)
         if checkpoint is not None:
             checkpoint.record_spool({"rows": rows})

@@ -124,6 +124,7 @@ def test_a_full_disk_under_the_state_stops_the_job_with_a_true_summary(
             f"cannot write the resume state {disk / 'state.json'}: No space left on device" in err
         )
         assert "Traceback" not in err and "internal error" not in err
+        print(f"\nstate on a full disk: {len(sandbox.requests) - at_failure} request(s) after it")
         assert len(sandbox.requests) <= at_failure + 2, "requests went on after the failure"
         summary = json.loads((tmp_path / "s.json").read_text())
         rows = summary["rows"]
@@ -138,7 +139,9 @@ def test_a_full_disk_under_the_state_stops_the_job_with_a_true_summary(
         resume = json.loads((tmp_path / "s.json").read_text())["details"]["resume"]
         uuids = [u["identifiers"]["uuid"] for b in bodies(sandbox) for u in b["users"]]
         assert len(set(uuids)) == USERS * 3 // 4
-        assert len(uuids) - len(set(uuids)) <= resume["resent_at_most"] <= 2 * 50
+        resent = len(uuids) - len(set(uuids))
+        print(f"resume after the full disk: {resent} sent twice, bound {resume['resent_at_most']}")
+        assert resent <= resume["resent_at_most"] <= 2 * 50
 
 
 def test_a_full_disk_under_the_reject_file_stops_the_job(tmp_path: Path, disk: Path) -> None:

@@ -91,6 +91,9 @@ def test_a_query_in_random_order_resumed_after_20_kills_delivers_every_user(tmp_
         counts = delivered(sandbox)
     assert set(counts) == {f"u{i:05d}" for i in range(USERS)}, "a user was never delivered"
     duplicates = sum(counts.values()) - USERS
+    print(
+        f"\n20 kills: {duplicates} sent twice of {USERS}, bound {kills * IN_FLIGHT * PER_REQUEST}"
+    )
     # Each crash resends at most what was in flight: the window, in rows.
     assert duplicates <= kills * IN_FLIGHT * PER_REQUEST, duplicates
     assert not (tmp_path / "state.json.spool").exists(), "the spool outlived the completed job"

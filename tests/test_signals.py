@@ -53,6 +53,9 @@ def test_a_signal_stops_within_two_seconds_and_the_resume_loses_nothing(
         took = time.time() - signalled
         late = [r for r in sandbox.requests if r["at"] > signalled + 0.05]
         assert job.returncode == code, err
+        print(
+            f"\n{sig.name}: stopped {took:.2f}s after the signal, {len(late)} request(s) after it"
+        )
         assert took < 2 + 0.3, f"took {took:.2f}s to stop"
         assert len(late) == 0, f"{len(late)} request(s) started after the signal"
         assert "INTERRUPTED" in out and "Traceback" not in err
