@@ -236,7 +236,7 @@ def _warn_of_literal_secrets(result: Any) -> None:
 def _retry(args: argparse.Namespace) -> int:
     original = load_pipeline_file(args.config)
     registry = load_registry(extra=[RetryPlugins()])
-    schema = Job(original, registry).input.schema()
+    schema = Job(original, registry).schema()
     out = dict(original.output)
     rejects = args.rejects.resolve()
     run_id = uuid.uuid4().hex[:12]
@@ -332,7 +332,7 @@ def _stop_on_signals(cancellation: Cancellation) -> Iterator[None]:
 
 def _preview(args: argparse.Namespace) -> int:
     job = Job(load_pipeline_file(args.config), load_registry())
-    schema = job.input.schema()
+    schema = job.schema()
     print(f"schema ({job.input.task_count()} task(s)):")
     for field in schema:
         print(f"  {field.name}: {field.type}")

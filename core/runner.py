@@ -25,7 +25,7 @@ import pyarrow as pa
 from arrowbulk.cancel import Cancellation, Interrupted
 from arrowbulk.checkpoint import Checkpoint, StateLock
 from arrowbulk.config import PipelineConfig, validate_section
-from arrowbulk.errors import ArrowbulkError, ConfigError, JobError, RecordError
+from arrowbulk.errors import ArrowbulkError, ConfigError, JobError, RecordError, SchemaError
 from arrowbulk.lifecycle import TaskScope
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry
@@ -80,6 +80,13 @@ class Job:
         self.progress = progress or Progress()
         self.resume = resume
 
+    def schema(self) -> pa.Schema:
+        """The input's schema, refused when two columns share a name (a CSV header
+        ``id,name,name``, ``SELECT 1 AS a, 2 AS a``): every output would keep only one of them."""
+        schema = self.input.schema()
+        check_column_names(schema, self.input_type)
+        return schema
+
     @property
     def cancellation(self) -> Cancellation:
         return self.context.cancellation
@@ -127,7 +134,7 @@ class Job:
 
     def validate(self) -> Validation:
         """Check the config, the input's schema and, if the output has one, every record."""
-        schema = self.input.schema()
+        schema = self.schema()
         task = self.output.check(self.output_config, schema, self.context)
         check = self.output.record_check(task, schema)
         figures = None
@@ -147,7 +154,7 @@ class Job:
         try:
             if lock is not None:
                 lock.acquire()
-            schema = self.input.schema()
+            schema = self.schema()
             task_count = self.input.task_count()
             summary.tasks = task_count
             checkpoint = self._checkpoint(task_count) if self.resume else None
@@ -180,7 +187,9 @@ class Job:
             self.progress.stop()
             summary.seconds = time.monotonic() - started
             if control is not None:
-                control.fill(summary)
+                control.fill(
+                    summary, kept=summary.status == "success" or not self.output.commits_per_job
+                )
             if control is not None and control.checkpoint is not None:
                 summary.details["resume"] = control.checkpoint.figures()
             if spool is not None and (self.resume is None or summary.status == "success"):
@@ -241,11 +250,21 @@ class _TaskControl:
     def committed_reports(self) -> list[TaskReport]:
         return [r for r, ok in zip(self.reports, self.committed, strict=True) if ok and r]
 
-    def fill(self, summary: JobSummary) -> None:
+    def fill(self, summary: JobSummary, kept: bool = True) -> None:
+        """Add the tasks' reports; ``kept`` False: the job's output was discarded, so what
+        the tasks delivered counts unsent."""
         summary.rows_read = self.rows_read
-        summary.tasks_committed = sum(self.committed)
+        summary.tasks_committed = sum(self.committed) if kept else 0
         for report in self.reports:
             if report is not None:
+                if not kept:
+                    report = TaskReport(
+                        report.rows,
+                        0,
+                        dict(report.rejected),
+                        report.rows - report.rejected_total,
+                        report.details,
+                    )
                 summary.add_report(report)
         if self.check_figures:
             summary.details["record_check"] = self.check_figures
@@ -329,6 +348,23 @@ class _TaskControl:
                 self.rows_read += batch.num_rows
             self.job.progress.add(batch.num_rows)
             yield batch
+
+
+def check_column_names(schema: pa.Schema, input_type: str) -> None:
+    """Refuse a schema in which two columns share a name, naming them and their positions."""
+    positions: dict[str, list[int]] = {}
+    for index, name in enumerate(schema.names, 1):
+        positions.setdefault(name, []).append(index)
+    repeated = {name: where for name, where in positions.items() if len(where) > 1}
+    if repeated:
+        listing = "; ".join(
+            f"{name!r} at columns {', '.join(map(str, where))}" for name, where in repeated.items()
+        )
+        raise SchemaError(
+            f"in ({input_type}): two columns share a name ({listing}); outputs address columns by "
+            "name and would keep only one. Rename them (in SQL: SELECT a, b AS a_2; in a CSV: "
+            "its header line)"
+        )
 
 
 def check_every_record(

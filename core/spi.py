@@ -190,6 +190,10 @@ class RecordCheck(ABC):
 class OutputPlugin(PluginBase):
     """Writes record batches to a destination, as a job of tasks."""
 
+    #: True when a failed job keeps nothing its tasks wrote (files renamed into place only
+    #: when every task committed): the summary then counts those rows unsent, not accepted.
+    commits_per_job: ClassVar[bool] = False
+
     def check(self, config: Mapping[str, Any], schema: pa.Schema, context: RunContext) -> Any:
         """Resolve ``config`` into a task and check that ``schema`` suits it; send nothing.
 

@@ -1,7 +1,9 @@
 """Writing record batches to Parquet, Arrow IPC or JSON Lines files.
 
-Each task writes ``<path>.<run id>.part`` and renames it into place on commit, so a failed
-or aborted task never leaves a half-written file under the final name.
+Embulk's transaction: each task writes ``<path>.<run id>.part``; only when every task has
+committed does the job rename the parts into place, so a failed job leaves no output (and no
+part files). Existing files are kept unless ``overwrite: true``. Types a format cannot hold are
+refused when the job starts (``types.py``); JSON Lines conventions are in ``jsonl.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
@@ -20,6 +21,8 @@ import pyarrow.parquet as pq
 from arrowbulk import OutputPlugin, PageOutput, RunContext, TaskReport
 from arrowbulk.errors import ConfigError, JobError
 from arrowbulk.plugins.file.formats import format_of
+from arrowbulk.plugins.file.jsonl import check_jsonl_types, json_lines
+from arrowbulk.plugins.file.types import check_parquet_types, conform
 from arrowbulk.resources import load_schema
 
 
@@ -31,6 +34,7 @@ class FileOutputTask:
     overwrite: bool
     task_count: int
     run_id: str
+    written_schema: pa.Schema
 
     def path_for(self, task_index: int) -> Path:
         template = self.path_template
@@ -46,6 +50,11 @@ class FileOutput(OutputPlugin):
     """``out: {type: file, path: ...}``."""
 
     type_name = "file"
+    #: Nothing a task wrote survives a failed job: its rows were not delivered.
+    commits_per_job = True
+
+    def __init__(self) -> None:
+        self._parts: dict[int, Path] = {}
 
     @classmethod
     def config_schema(cls) -> Mapping[str, Any]:
@@ -60,8 +69,11 @@ class FileOutput(OutputPlugin):
             raise ConfigError("out.format: csv output is not built in; use parquet, arrow or jsonl")
         if path.parent.exists() and not path.parent.is_dir():
             raise ConfigError(f"out.path: {path.parent} is not a folder")
+        written = check_parquet_types(schema) if fmt == "parquet" else schema
+        if fmt == "jsonl":
+            check_jsonl_types(schema)
         return FileOutputTask(
-            str(path), fmt, config["compression"], config["overwrite"], 1, context.run_id
+            str(path), fmt, config["compression"], config["overwrite"], 1, context.run_id, written
         )
 
     def transaction(
@@ -69,46 +81,67 @@ class FileOutput(OutputPlugin):
     ) -> dict[str, Any]:
         task = self.check(config, schema, control.context)
         task = FileOutputTask(**{**task.__dict__, "task_count": task_count})
+        finals = [task.path_for(i) for i in range(task_count)]
         if not task.overwrite:
-            existing = [
-                str(task.path_for(i)) for i in range(task_count) if task.path_for(i).exists()
-            ]
+            existing = [str(path) for path in finals if path.exists()]
             if existing:
                 raise ConfigError(
-                    f"out.overwrite is false and {existing[0]} exists; "
-                    "remove it or set overwrite: true"
+                    f"out.overwrite is false and {existing[0]} exists"
+                    + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
+                    + "; remove it, write elsewhere, or set overwrite: true"
                 )
         Path(task.path_template).parent.mkdir(parents=True, exist_ok=True)
-        control.run(task)
+        self._parts = {}
+        try:
+            control.run(task)
+        except BaseException:
+            for part in self._parts.values():
+                part.unlink(missing_ok=True)
+            raise
+        for index, part in sorted(self._parts.items()):
+            os.replace(part, finals[index])
         return {}
 
     def open(self, task: FileOutputTask, schema: pa.Schema, task_index: int) -> PageOutput:
-        return FilePageOutput(task, schema, task.path_for(task_index))
+        path = task.path_for(task_index)
+        part = path.with_name(f"{path.name}.{task.run_id}.part")
+        page = FilePageOutput(task, part, path)
+        page.on_commit = lambda: self._parts.__setitem__(task_index, part)
+        return page
 
 
 class FilePageOutput(PageOutput):
-    def __init__(self, task: FileOutputTask, schema: pa.Schema, path: Path) -> None:
-        self.final_path = path
-        self.part_path = path.with_name(f"{path.name}.{task.run_id}.part")
+    def __init__(self, task: FileOutputTask, part: Path, final: Path) -> None:
+        self.part_path = part
+        self.final_path = final
+        self.schema = task.written_schema
         self.rows = 0
+        self.on_commit: Any = None
         compression = None if task.compression == "none" else task.compression
         self._sink: BinaryIO | None = None
         self._writer: Any = None
-        if task.format == "parquet":
-            self._writer = pq.ParquetWriter(self.part_path, schema, compression=compression)
-        elif task.format == "arrow":
-            options = ipc.IpcWriteOptions(
-                compression=compression if compression in {"lz4", "zstd"} else None
-            )
-            self._writer = ipc.new_file(str(self.part_path), schema, options=options)
-        else:
-            self._sink = open(self.part_path, "wb")  # noqa: SIM115 - closed in close()
+        try:
+            if task.format == "parquet":
+                self._writer = pq.ParquetWriter(part, self.schema, compression=compression)
+            elif task.format == "arrow":
+                options = ipc.IpcWriteOptions(
+                    compression=compression if compression in {"lz4", "zstd"} else None
+                )
+                self._writer = ipc.new_file(str(part), self.schema, options=options)
+            else:
+                self._sink = open(part, "wb")  # noqa: SIM115 - closed in close()
+        except OSError as error:
+            raise JobError(f"cannot write {part}: {error.strerror or error}") from None
 
     def add(self, batch: pa.RecordBatch) -> None:
-        if self._sink is not None:
-            self._sink.write(_json_lines(batch))
-        else:
-            self._writer.write_batch(batch)
+        try:
+            if self._sink is not None:
+                for lines in json_lines(batch):
+                    self._sink.write(lines)
+            else:
+                self._writer.write_batch(conform(batch, self.schema))
+        except OSError as error:
+            raise JobError(f"cannot write {self.part_path}: {error.strerror or error}") from None
         self.rows += batch.num_rows
 
     def finish(self) -> None:
@@ -116,7 +149,8 @@ class FilePageOutput(PageOutput):
 
     def commit(self) -> TaskReport:
         self._close_writer()
-        os.replace(self.part_path, self.final_path)
+        if self.on_commit is not None:
+            self.on_commit()  # renamed into place when the whole job commits
         return TaskReport(accepted=self.rows, details={"files": [str(self.final_path)]})
 
     def abort(self) -> TaskReport:
@@ -137,9 +171,3 @@ class FilePageOutput(PageOutput):
             raise JobError(f"cannot write {self.part_path}: {error}") from None
         finally:
             self._writer = self._sink = None
-
-
-def _json_lines(batch: pa.RecordBatch) -> bytes:
-    # File export is not the hot path of arrowbulk; orjson on rows is exact and simple here.
-    options = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
-    return b"".join(orjson.dumps(row, default=str, option=options) for row in batch.to_pylist())
