@@ -50,6 +50,12 @@ class Spool:
                     for batch in source.read(index):
                         if cancellation.is_cancelled():
                             raise cancellation.reason or JobError("the job is stopping")
+                        if not batch.schema.equals(schema):
+                            raise JobError(
+                                f"{source.describe_task(index)}: the input yielded columns "
+                                f"{batch.schema.names} of types {[str(t) for t in batch.schema.types]}, "
+                                f"not the schema it declared ({schema.names}); a bug in the input plugin"
+                            )
                         writer.write_batch(batch)
                         count += batch.num_rows
                 rows.append(count)

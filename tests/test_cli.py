@@ -61,7 +61,7 @@ def test_a_failed_job_exits_1_and_still_prints_the_account(
     result = cli("run", job, "--no-progress")
     assert result.code == 1
     assert "FAILED" in result.out
-    assert result.err.startswith("error: cannot read bad.csv:")
+    assert result.err.startswith("error: bad.csv, row 2, column n: 'not-a-number' is not an int64")
     assert "Traceback" not in result.err
 
 

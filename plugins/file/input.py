@@ -2,12 +2,16 @@
 
 Tasks: one per Parquet row group (so ``max_threads`` has work to share even with a single
 large file), one per file for the other formats. Memory is bounded by the batch size and, for
-Parquet, one row group's column chunks.
+Parquet, one row group's column chunks (refused past ``max_row_group_bytes``, so a tiny
+compressed file cannot inflate to gigabytes). Every value arrives as written or the read stops
+with the reason: a row group with fewer rows than its metadata declares, a CSV text that a
+number type would change (``csv_types.py``), a byte string that is not UTF-8 when read as text.
+CSV and JSON Lines may be compressed (``.gz``, ``.bz2``, ``.zst``). Which files and which Hive
+partitions a path names: ``discover.py``.
 """
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,17 +22,21 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
+import pyarrow.types as pat
 
 from arrowbulk import InputPlugin, RunContext
 from arrowbulk.batches import rebatch
 from arrowbulk.digest import file_digest
 from arrowbulk.errors import ConfigError, JobError, SchemaError
-from arrowbulk.plugins.file.formats import format_of
+from arrowbulk.plugins.file.csv_types import cast_checked, is_number, named_type, safe_inferred
+from arrowbulk.plugins.file.discover import Found, find_files
+from arrowbulk.plugins.file.formats import format_of, open_stream
 from arrowbulk.plugins.file.json_depth import check_json_depth
 from arrowbulk.resources import load_schema
 
 # Block size for CSV / JSON readers: large enough for speed, small enough to bound memory.
 _BLOCK_BYTES = 1 << 20
+_READ_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError)
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,7 @@ class FileTask:
     path: Path
     format: str
     row_group: int | None = None
+    partitions: tuple[tuple[str, str | None], ...] = ()
 
     def describe(self) -> str:
         where = f" row group {self.row_group}" if self.row_group is not None else ""
@@ -56,42 +65,58 @@ class FileInput(InputPlugin):
         self.batch_size: int = config["batch_size"]
         self.columns: list[str] | None = config.get("columns")
         self.csv: Mapping[str, Any] = config.get("csv", {})
+        self.binary_as_string: bool = config["binary_as_string"]
+        self.max_row_group_bytes: int = config["max_row_group_bytes"]
+        patterns = config["path"]
+        self.found: list[Found] = find_files(
+            [patterns] if isinstance(patterns, str) else list(patterns),
+            context.resolve,
+            config["hive_partitioning"],
+        )
         self.files = [
-            (path, format_of(path, config.get("format"), "in.format")) for path in self._paths()
+            (f.path, format_of(f.path, config.get("format"), "in.format")) for f in self.found
         ]
-        self._schema: pa.Schema | None = None
+        self.column_types = {
+            name: named_type(kind, f"in.csv.column_types.{name}")
+            for name, kind in self.csv.get("column_types", {}).items()
+        }
+        self._file_schema: pa.Schema | None = None  # the columns read from the files
+        self._schema: pa.Schema | None = None  # ... plus Hive partitions, as batches have them
         self._tasks: list[FileTask] | None = None
 
-    def _paths(self) -> list[Path]:
-        patterns = self.config["path"]
-        found: list[Path] = []
-        for pattern in [patterns] if isinstance(patterns, str) else patterns:
-            resolved = self.context.resolve(pattern)
-            if resolved.is_dir():
-                found += sorted(
-                    p for p in resolved.iterdir() if p.is_file() and not p.name.startswith(".")
-                )
-            elif glob.has_magic(str(resolved)):
-                found += sorted(
-                    Path(p) for p in glob.glob(str(resolved), recursive=True) if Path(p).is_file()
-                )
-            elif resolved.is_file():
-                found.append(resolved)
-            else:
-                raise ConfigError(f"in.path: {pattern} does not exist (looked for {resolved})")
-        if not found:
-            raise ConfigError(f"in.path: no files match {patterns}")
-        return found
-
+    # -- schema ----------------------------------------------------------------------------
     def schema(self) -> pa.Schema:
         if self._schema is None:
             path, fmt = self.files[0]
-            schema = _read_schema(path, fmt, self._csv_parse(), self._csv_options(None))
-            if fmt == "csv" and self.csv.get("strings_only", False):
-                schema = pa.schema([pa.field(name, pa.string()) for name in schema.names])
-            self._schema = self._project(schema, path)
+            schema = self._first_schema(path, fmt)
             self._check_other_files(path, schema)
+            file_schema = self._project(schema, path)
+            self._file_schema = file_schema
+            fields = [self._as_read(f) for f in file_schema]
+            fields += [pa.field(key, pa.string()) for key, _ in self.found[0].partitions]
+            self._schema = pa.schema(fields)
         return self._schema
+
+    def _first_schema(self, path: Path, fmt: str) -> pa.Schema:
+        if fmt != "csv":
+            return _read_schema(path, fmt, self._csv_parse())
+        inferred = _read_schema(path, fmt, self._csv_parse())
+        if self.csv.get("strings_only", False):
+            return pa.schema([pa.field(n, pa.string()) for n in inferred.names])
+        unknown = sorted(set(self.column_types) - set(inferred.names))
+        if unknown:
+            raise ConfigError(f"in.csv.column_types: {', '.join(unknown)} not in {path.name}")
+        texts = _csv_sample_as_text(path, self._csv_parse(), self.csv.get("null_values", [""]))
+        safe = safe_inferred(inferred, texts)
+        return pa.schema([f.with_type(self.column_types.get(f.name, f.type)) for f in safe])
+
+    def _as_read(self, field: pa.Field) -> pa.Field:
+        """A column's type in the batches: unannotated bytes as text, when asked."""
+        if self.binary_as_string and (pat.is_binary(field.type) or pat.is_large_binary(field.type)):
+            return field.with_type(
+                pa.large_string() if pat.is_large_binary(field.type) else pa.string()
+            )
+        return field
 
     def task_count(self) -> int:
         return len(self._task_list())
@@ -103,70 +128,113 @@ class FileInput(InputPlugin):
         """Every file's full content digest (a same-size rewrite keeping the time is caught)."""
         return {"files": [file_digest(path) for path, _ in self.files], "tasks": self.task_count()}
 
+    # -- reading ---------------------------------------------------------------------------
     def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
         task = self._task_list()[task_index]
         expected = self.schema()
         try:
+            first_row = 0
             for batch in rebatch(self._read_raw(task), self.batch_size):
+                batch = self._typed(batch, task, first_row)
+                first_row += batch.num_rows
                 if not batch.schema.equals(expected):
                     batch = _conform(batch, expected, task)
                 yield batch
-        except (pa.ArrowInvalid, OSError) as error:
+        except _READ_ERRORS as error:
             raise JobError(f"cannot read {task.describe()}: {error}") from None
+
+    def _typed(self, batch: pa.RecordBatch, task: FileTask, first_row: int) -> pa.RecordBatch:
+        """The file's columns in their final types, then the task's Hive partitions."""
+        assert self._file_schema is not None
+        columns, names = [], []
+        for field in self._file_schema:
+            column = batch.column(field.name)
+            if task.format == "csv" and is_number(field.type) and pat.is_string(column.type):
+                column = cast_checked(column, field.type, task.describe(), field.name, first_row)
+            wanted = self._as_read(field).type
+            if wanted != field.type and column.type != wanted:
+                column = _utf8(column, wanted, task, field.name, first_row)
+            columns.append(column)
+            names.append(field.name)
+        for key, value in task.partitions:
+            columns.append(
+                pa.nulls(batch.num_rows, pa.string())
+                if value is None
+                else pa.repeat(value, batch.num_rows)
+            )
+            names.append(key)
+        return pa.RecordBatch.from_arrays(columns, names=names)
 
     def _task_list(self) -> list[FileTask]:
         if self._tasks is None:
             tasks: list[FileTask] = []
-            for path, fmt in self.files:
+            for found, (path, fmt) in zip(self.found, self.files, strict=True):
                 if fmt == "parquet":
                     groups = _parquet_file(path).metadata.num_row_groups
-                    tasks += [FileTask(path, fmt, group) for group in range(groups)] or [
-                        FileTask(path, fmt, None)
-                    ]
+                    tasks += [
+                        FileTask(path, fmt, group, found.partitions) for group in range(groups)
+                    ] or [FileTask(path, fmt, None, found.partitions)]
                 else:
-                    tasks.append(FileTask(path, fmt))
+                    tasks.append(FileTask(path, fmt, None, found.partitions))
             self._tasks = tasks
         return self._tasks
 
     def _read_raw(self, task: FileTask) -> Iterator[pa.RecordBatch]:
-        columns = self.columns
+        assert self._file_schema is not None
+        columns = self._file_schema.names
         if task.format == "parquet":
-            parquet = _parquet_file(task.path)
-            if task.row_group is None:
-                return
-            yield from parquet.iter_batches(
-                batch_size=self.batch_size, row_groups=[task.row_group], columns=columns
-            )
+            yield from self._parquet_rows(task, columns)
         elif task.format == "arrow":
             for batch in _ipc_batches(task.path):
-                yield batch.select(columns) if columns else batch
+                yield batch.select(columns)
         elif task.format == "csv":
-            # A Python file object, not the path: given a path, Arrow's reader buffered the
-            # whole file (measured: 33 MB peak for a 33 MB CSV, 2 MB with a file object).
-            with open(task.path, "rb") as source:
+            # A stream, not the path: given a path, Arrow's reader buffered the whole file
+            # (measured: 33 MB peak for a 33 MB CSV, 2 MB with a stream).
+            text_columns = {
+                f.name: pa.string() if is_number(f.type) else f.type for f in self._file_schema
+            }
+            with open_stream(task.path) as source:
                 yield from pacsv.open_csv(
                     source,
                     read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
                     parse_options=self._csv_parse(),
-                    convert_options=self._csv_options(self.schema()),
+                    convert_options=self._csv_options(text_columns),
                 )
         else:
             check_json_depth(task.path)
-            with open(task.path, "rb") as source:
+            with open_stream(task.path) as source:
                 reader = pajson.open_json(
                     source,
                     read_options=pajson.ReadOptions(block_size=_BLOCK_BYTES),
-                    parse_options=pajson.ParseOptions(explicit_schema=self.schema()),
+                    parse_options=pajson.ParseOptions(explicit_schema=self._file_schema),
                 )
                 for batch in reader:
-                    yield batch.select(self.schema().names)
+                    yield batch.select(columns)
+
+    def _parquet_rows(self, task: FileTask, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        parquet = _parquet_file(task.path)
+        if task.row_group is None:
+            return  # a file without row groups: no rows
+        group = parquet.metadata.row_group(task.row_group)
+        _check_inflation(task, group, columns, self.max_row_group_bytes)
+        rows = 0
+        for batch in parquet.iter_batches(
+            batch_size=self.batch_size, row_groups=[task.row_group], columns=columns
+        ):
+            rows += batch.num_rows
+            yield batch
+        if rows != group.num_rows:
+            raise JobError(
+                f"{task.describe()}: the file's metadata declares {group.num_rows:,} rows but "
+                f"{rows:,} could be read; the file is damaged (refused rather than read in part)"
+            )
 
     def _check_other_files(self, first: Path, schema: pa.Schema) -> None:
         """Refuse mismatched files before any data moves (where reading a schema is cheap)."""
         for path, fmt in self.files[1:]:
             if fmt not in {"parquet", "arrow"}:
                 continue
-            names = _read_schema(path, fmt, self._csv_parse(), self._csv_options(None)).names
+            names = _read_schema(path, fmt, self._csv_parse()).names
             wanted = self.columns or schema.names
             if not set(wanted) <= set(names) or (not self.columns and names != schema.names):
                 raise SchemaError(
@@ -175,36 +243,53 @@ class FileInput(InputPlugin):
                 )
 
     def _csv_parse(self) -> pacsv.ParseOptions:
-        tab_separated = self.files[0][0].suffix.lower() == ".tsv"
+        tab_separated = ".tsv" in [s.lower() for s in self.files[0][0].suffixes]
         delimiter = self.csv.get("delimiter", "\t" if tab_separated else ",")
         return pacsv.ParseOptions(delimiter=delimiter, quote_char=self.csv.get("quote_char", '"'))
 
-    def _csv_options(self, schema: pa.Schema | None) -> pacsv.ConvertOptions:
+    def _csv_options(self, types: Mapping[str, pa.DataType]) -> pacsv.ConvertOptions:
         # Every file after the first is read with the first file's types, so one schema holds.
         return pacsv.ConvertOptions(
-            column_types={f.name: f.type for f in schema} if schema is not None else None,
+            column_types=dict(types),
             null_values=self.csv.get("null_values", [""]),
             strings_can_be_null=True,
-            include_columns=self.columns,
+            include_columns=list(types),
         )
 
     def _project(self, schema: pa.Schema, path: Path) -> pa.Schema:
         if not self.columns:
             return schema
-        missing = [c for c in self.columns if c not in schema.names]
+        partitions = {key for key, _ in self.found[0].partitions}
+        wanted = [c for c in self.columns if c not in partitions]
+        missing = [c for c in wanted if c not in schema.names]
         if missing:
             raise ConfigError(
                 f"in.columns: {', '.join(missing)} not in {path.name} "
                 f"(it has {', '.join(schema.names)})"
             )
-        return pa.schema([schema.field(c) for c in self.columns])
+        return pa.schema([schema.field(c) for c in wanted])
 
 
 def _parquet_file(path: Path) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as error:
+    except _READ_ERRORS as error:
         raise JobError(f"{path.name} is not a readable Parquet file: {error}") from None
+
+
+def _check_inflation(task: FileTask, group: Any, columns: list[str], limit: int) -> None:
+    """Refuse a row group whose columns declare more bytes, uncompressed, than ``limit``."""
+    wanted = set(columns)
+    declared = sum(
+        group.column(i).total_uncompressed_size
+        for i in range(group.num_columns)
+        if group.column(i).path_in_schema.split(".")[0] in wanted
+    )
+    if declared > limit:
+        raise JobError(
+            f"{task.describe()}: its columns inflate to {declared:,} bytes, over "
+            f"in.max_row_group_bytes ({limit:,}); raise it if the file is trusted"
+        )
 
 
 def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
@@ -220,9 +305,7 @@ def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
             yield reader.get_batch(index)
 
 
-def _read_schema(
-    path: Path, fmt: str, csv_parse: pacsv.ParseOptions, csv_options: pacsv.ConvertOptions
-) -> pa.Schema:
+def _read_schema(path: Path, fmt: str, csv_parse: pacsv.ParseOptions) -> pa.Schema:
     try:
         if fmt == "parquet":
             return _parquet_file(path).schema_arrow
@@ -234,20 +317,81 @@ def _read_schema(
                     source.seek(0)
                     return ipc.open_stream(source).schema
         if fmt == "csv":
-            with pacsv.open_csv(
-                path,
-                read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
-                parse_options=csv_parse,
-                convert_options=csv_options,
-            ) as reader:
+            with (
+                open_stream(path) as source,
+                pacsv.open_csv(
+                    source,
+                    read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
+                    parse_options=csv_parse,
+                    convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+                ) as reader,
+            ):
                 return reader.schema
         check_json_depth(path)
-        with pajson.open_json(
-            path, read_options=pajson.ReadOptions(block_size=_BLOCK_BYTES)
-        ) as reader:
+        with (
+            open_stream(path) as source,
+            pajson.open_json(
+                source, read_options=pajson.ReadOptions(block_size=_BLOCK_BYTES)
+            ) as reader,
+        ):
             return reader.schema
-    except (pa.ArrowInvalid, OSError) as error:
+    except _READ_ERRORS as error:
         raise JobError(f"cannot read the schema of {path.name} as {fmt}: {error}") from None
+
+
+def _csv_sample_as_text(path: Path, parse: pacsv.ParseOptions, nulls: list[str]) -> pa.Table:
+    """The first block of a CSV with every column as text: what inference saw, verbatim."""
+    try:
+        with (
+            open_stream(path) as source,
+            pacsv.open_csv(
+                source,
+                read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
+                parse_options=parse,
+                convert_options=pacsv.ConvertOptions(
+                    null_values=nulls, strings_can_be_null=True, auto_dict_encode=False
+                ),
+            ) as reader,
+        ):
+            names = reader.schema.names
+        with (
+            open_stream(path) as source,
+            pacsv.open_csv(
+                source,
+                read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
+                parse_options=parse,
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(names, pa.string()),
+                    null_values=nulls,
+                    strings_can_be_null=True,
+                ),
+            ) as reader,
+        ):
+            first = reader.read_next_batch()
+        return pa.Table.from_batches([first])
+    except StopIteration:
+        return pa.table({n: pa.array([], pa.string()) for n in names})
+    except _READ_ERRORS as error:
+        raise JobError(f"cannot read {path.name} as CSV: {error}") from None
+
+
+def _utf8(
+    column: pa.Array, wanted: pa.DataType, task: FileTask, name: str, first_row: int
+) -> pa.Array:
+    try:
+        return column.cast(wanted)
+    except pa.ArrowInvalid:
+        valid = column.cast(pa.large_binary()).to_pylist()
+        for position, value in enumerate(valid):
+            if value is not None:
+                try:
+                    value.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise JobError(
+                        f"{task.describe()}, row {first_row + position}, column {name}: bytes that "
+                        "are not UTF-8 text; read it as bytes (in.binary_as_string: false)"
+                    ) from None
+        raise
 
 
 def _conform(batch: pa.RecordBatch, expected: pa.Schema, task: FileTask) -> pa.RecordBatch:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from arrowbulk.errors import JobError
+from arrowbulk.plugins.file.formats import open_stream
 
 #: Deeper than any real record; far below where Arrow's reader crashes (~10,000).
 MAX_DEPTH = 100
@@ -43,7 +44,7 @@ def _scan(path: Path) -> None:
     line_start, line_number = 0, 1  # of the line the previous block ended in
     offset = 0
     line_opens = 0  # brackets opened since the last newline, in earlier blocks
-    with open(path, "rb") as source:
+    with open_stream(path) as source:
         while block := source.read(_BLOCK):
             data = np.frombuffer(block, np.uint8)
             most, line_opens = _openings_per_line(data, line_opens)
@@ -95,8 +96,9 @@ def _check_line(path: Path, start: int, number: int) -> None:
     """Scan one line exactly (strings and escapes minded); refuse it if it is too deep."""
     depth = 0
     in_string = escaped = False
-    with open(path, "rb") as source:
-        source.seek(start)
+    with open_stream(path) as source:
+        while start > 0:  # a decompressing stream cannot seek: read up to the line
+            start -= len(source.read(min(start, _BLOCK)))
         while chunk := source.read(_BLOCK):
             for byte in chunk:
                 if in_string:

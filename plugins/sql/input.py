@@ -52,9 +52,33 @@ class SqlInput(InputPlugin):
     def schema(self) -> pa.Schema:
         if self._schema is None:
             with self._connect() as connection:
-                limited = f"SELECT * FROM ({self.query}) AS arrowbulk_query LIMIT 0"
-                self._schema = self._run(connection, limited).to_arrow_table().schema
+                relation = self._relation(connection)
+                types = relation.limit(0).to_arrow_table().schema.types
+                # The names as the result streams them: a LIMIT around the query would
+                # rename duplicates (a, a -> a, a_1), hiding them from the host's check.
+                self._schema = pa.schema(
+                    [pa.field(n, t) for n, t in zip(relation.columns, types, strict=True)]
+                )
         return self._schema
+
+    def _relation(self, connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
+        """The query, with 128-bit integers carried exactly as text.
+
+        DuckDB hands HUGEINT and UHUGEINT to Arrow as decimal128(38, 0), which holds neither
+        type's whole range: UHUGEINT's largest value arrived as -1. As text every digit stays.
+        """
+        relation = self._run(connection, self.query)
+        wide = [
+            name
+            for name, kind in zip(relation.columns, relation.types, strict=True)
+            if str(kind) in {"HUGEINT", "UHUGEINT"}
+        ]
+        if not wide:
+            return relation
+        casts = ", ".join(f"CAST({_quoted(n)} AS VARCHAR) AS {_quoted(n)}" for n in wide)
+        return self._run(
+            connection, f"SELECT * REPLACE ({casts}) FROM ({self.query}) AS arrowbulk_query"
+        )
 
     def task_count(self) -> int:
         return 1
@@ -79,7 +103,7 @@ class SqlInput(InputPlugin):
         import duckdb
 
         with self._connect() as connection:
-            relation = self._run(connection, self.query)
+            relation = self._relation(connection)
             try:
                 with relation.to_arrow_reader(batch_size=self.batch_size) as reader:
                     yield from rebatch(reader, self.batch_size)
@@ -174,6 +198,10 @@ def _check_one_select(query: str) -> None:
             "in.query: a file name with '..' reads outside the config's folder; name the file "
             "by a path below it, or add its folder to in.allowed_directories and use an absolute path"
         )
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _message(error: Exception) -> str:
