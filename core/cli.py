@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from arrowbulk import __version__
@@ -31,6 +33,7 @@ from arrowbulk.config import (
     secret_keys,
 )
 from arrowbulk.errors import ArrowbulkError, ConfigError
+from arrowbulk.jsonable import NotJson, jsonable
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry, load_registry
 from arrowbulk.retry import RejectsInput, RetryPlugins
@@ -352,13 +355,30 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _render_rows(table: pa.Table, width: int = 24) -> str:
-    """A plain aligned table; cells longer than ``width`` are cut with an ellipsis."""
+    """A plain aligned table; cells longer than ``width`` are cut with an ellipsis.
+
+    Values are shown as the jsonl output writes them (exact, whatever else is installed).
+    """
 
     def cell(value: Any) -> str:
-        text = "null" if value is None else str(value)
+        if value is None:
+            text = "null"
+        elif isinstance(value, str):
+            text = value
+        elif isinstance(value, float) and not math.isfinite(value):
+            text = repr(value)
+        else:
+            text = orjson.dumps(value).decode()
         return text if len(text) <= width else text[: width - 1] + "…"
 
-    grid = [table.column_names] + [[cell(v) for v in row.values()] for row in table.to_pylist()]
+    columns = []
+    for column in table.columns:
+        try:
+            values = jsonable(column.combine_chunks()).to_pylist()
+        except (NotJson, pa.ArrowException):
+            values = [f"<{column.type}>"] * table.num_rows
+        columns.append([cell(v) for v in values])
+    grid = [table.column_names] + [list(row) for row in zip(*columns, strict=True)]
     widths = [max(len(row[i]) for row in grid) for i in range(len(table.column_names))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in grid

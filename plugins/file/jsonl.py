@@ -18,7 +18,6 @@ batch. The conventions (docs/file-formats.md):
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 
 import numpy as np
@@ -28,19 +27,12 @@ import pyarrow.compute as pc
 import pyarrow.types as pat
 
 from arrowbulk.errors import JobError, SchemaError
-from arrowbulk.plugins.file.types import children, decode, plain_type
+from arrowbulk.jsonable import NotJson, jsonable
 
 #: Rows encoded at a time: Python objects exist for this many rows only.
 SLICE_ROWS = 1024
 
-_UNIT_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
-#: 0001-01-01T00:00:00 and 10000-01-01T00:00:00, in seconds since the epoch.
-_FIRST_SECOND, _END_SECOND = -62_135_596_800, 253_402_300_800
 _NON_FINITE = {float("inf"): "Infinity", float("-inf"): "-Infinity"}
-
-
-class NotJson(ValueError):
-    """A value JSON Lines cannot hold exactly (the caller adds the column's name)."""
 
 
 def json_lines(batch: pa.RecordBatch) -> Iterator[bytes]:
@@ -66,129 +58,6 @@ def json_lines(batch: pa.RecordBatch) -> Iterator[bytes]:
                 row = rows[int(position) - start]
                 row[name] = _NON_FINITE.get(row[name], "NaN")
         yield b"".join(orjson.dumps(row, option=option) for row in rows)
-
-
-def jsonable(array: pa.Array) -> pa.Array:
-    """``array`` with every value in a type whose Python form is JSON's own."""
-    array = decode(array, plain_type(array.type))
-    kind = array.type
-    if pat.is_timestamp(kind):
-        return _timestamp_text(array)
-    if pat.is_date(kind) or pat.is_time(kind) or pat.is_decimal(kind):
-        return array.cast(pa.string())
-    if pat.is_duration(kind):
-        return _duration_text(array)
-    if kind == pa.month_day_nano_interval():
-        return pa.array(
-            [
-                None
-                if v is None
-                else {"months": v.months, "days": v.days, "nanoseconds": v.nanoseconds}
-                for v in array.to_pylist()
-            ],
-            pa.struct([("months", pa.int32()), ("days", pa.int32()), ("nanoseconds", pa.int64())]),
-        )
-    if (
-        pat.is_binary(kind)
-        or pat.is_large_binary(kind)
-        or pat.is_fixed_size_binary(kind)
-        or pat.is_binary_view(kind)
-    ):
-        return pa.array(
-            [None if v is None else base64.b64encode(v).decode("ascii") for v in array.to_pylist()],
-            pa.string(),
-        )
-    if pat.is_string_view(kind):
-        return array.cast(pa.string())
-    if kind == pa.float16():
-        return array.cast(pa.float64())
-    if pat.is_fixed_size_list(kind) or pat.is_list_view(kind):
-        return jsonable(array.cast(pa.list_(kind.value_field)))
-    if pat.is_list(kind) or pat.is_large_list(kind):
-        offsets, values = _rebased(array)
-        builder = pa.LargeListArray if pat.is_large_list(kind) else pa.ListArray
-        return builder.from_arrays(offsets, _nested(values, "a list"), mask=array.is_null())
-    if pat.is_map(kind):
-        offsets, entries = _rebased(array)
-        pairs = pa.StructArray.from_arrays(
-            [_nested(entries.field(0), "a map"), _nested(entries.field(1), "a map")],
-            ["key", "value"],
-        )
-        return pa.ListArray.from_arrays(offsets, pairs, mask=array.is_null())
-    if pat.is_struct(kind):
-        fields = [_nested(array.field(i), "a struct") for i in range(kind.num_fields)]
-        names = [kind.field(i).name for i in range(kind.num_fields)]
-        return pa.StructArray.from_arrays(fields, names, mask=array.is_null())
-    if pat.is_union(kind) and any(_needs_shaping(child) for child in children(kind)):
-        raise NotJson(f"a union ({kind}) of types that need conversion is not supported")
-    if pat.is_interval(kind):
-        raise NotJson(f"{kind} values have no JSON form here; cast them in the query")
-    return array
-
-
-def _rebased(array: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """A list array's offsets from 0 (a new buffer) and just the values they cover: Arrow
-    cannot rebuild a list from sliced offsets with a null mask."""
-    offsets = array.offsets
-    first, last = offsets[0].as_py(), offsets[-1].as_py()
-    return pc.subtract(offsets, first), array.values.slice(first, last - first)
-
-
-def _nested(array: pa.Array, where: str) -> pa.Array:
-    shaped = jsonable(array)
-    if pat.is_floating(shaped.type):
-        bad = pc.fill_null(pc.invert(pc.is_finite(shaped)), False)
-        if pc.any(bad).as_py():
-            raise NotJson(f"NaN or an infinity inside {where} has no JSON form; replace them first")
-    return shaped
-
-
-def _needs_shaping(data_type: pa.DataType) -> bool:
-    return jsonable_type_changes(data_type) or any(_needs_shaping(c) for c in children(data_type))
-
-
-def jsonable_type_changes(data_type: pa.DataType) -> bool:
-    flat_ok = (
-        pat.is_null(data_type)
-        or pat.is_boolean(data_type)
-        or pat.is_integer(data_type)
-        or pat.is_string(data_type)
-        or pat.is_large_string(data_type)
-        or data_type in (pa.float32(), pa.float64())
-    )
-    return not flat_ok and not children(data_type)
-
-
-def _timestamp_text(array: pa.Array) -> pa.Array:
-    unit, zone = array.type.unit, array.type.tz
-    per_second = _UNIT_PER_SECOND[unit]
-    ticks = array.cast(pa.int64())
-    low, high = pc.min_max(ticks).values()
-    if low.is_valid and (
-        low.as_py() < _FIRST_SECOND * per_second or high.as_py() >= _END_SECOND * per_second
-    ):
-        raise NotJson(
-            "a timestamp outside the years 1-9999 has no ISO 8601 form (DuckDB's 'infinity' is "
-            "the largest timestamp); filter it out or cast it to text in the query"
-        )
-    if zone:
-        array = array.cast(pa.timestamp(unit, "UTC"))
-    text = pc.strftime(array, "%Y-%m-%dT%H:%M:%S")
-    return pc.binary_join_element_wise(text, "Z", "") if zone else text
-
-
-def _duration_text(array: pa.Array) -> pa.Array:
-    per_second = _UNIT_PER_SECOND[array.type.unit]
-    ticks = array.cast(pa.int64())
-    negative = pc.less(ticks, 0)
-    magnitude = pc.abs_checked(ticks)
-    seconds = pc.divide(magnitude, per_second)
-    parts = [pc.if_else(negative, "-PT", "PT"), seconds.cast(pa.string())]
-    if per_second > 1:
-        fraction = pc.subtract(magnitude, pc.multiply(seconds, per_second))
-        digits = len(str(per_second)) - 1
-        parts += [".", pc.utf8_lpad(fraction.cast(pa.string()), digits, "0")]
-    return pc.binary_join_element_wise(*parts, "S", "")
 
 
 def check_jsonl_types(schema: pa.Schema) -> None:
