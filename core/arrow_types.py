@@ -15,6 +15,10 @@ def plain_type(data_type: pa.DataType) -> pa.DataType:
     """``data_type`` with every dictionary and run-end encoding replaced by its values' type."""
     if pat.is_dictionary(data_type):
         return plain_type(data_type.value_type)
+    if pat.is_string_view(data_type):
+        return pa.string()  # Arrow's kernels (take, for one) do not all take views yet
+    if pat.is_binary_view(data_type):
+        return pa.binary()
     if pat.is_run_end_encoded(data_type):
         return plain_type(data_type.value_type)
     if pat.is_list(data_type) or pat.is_large_list(data_type) or pat.is_list_view(data_type):
@@ -48,7 +52,10 @@ def decode(array: pa.Array, target: pa.DataType) -> pa.Array:
     if pat.is_run_end_encoded(array.type):
         return decode(pc.run_end_decode(array), target)
     if pat.is_dictionary(array.type):
-        return decode(array.dictionary_decode(), target)
+        values = decode(array.dictionary, plain_type(array.type.value_type))
+        return decode(
+            pa.DictionaryArray.from_arrays(array.indices, values).dictionary_decode(), target
+        )
     return array.cast(target)  # nested dictionaries: Arrow casts them element-wise
 
 
