@@ -23,6 +23,7 @@ import email.utils
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -65,20 +66,35 @@ AnswerCheck = Callable[[Answer], str | None]
 
 
 class RateLimiter:
-    """A token bucket shared by all threads: ``per_minute`` requests, bursts of one second."""
+    """A token bucket shared by all threads, pacing requests to ``per_minute``, that backs off
+    when the API says it is over its quota.
+
+    Bursts are a tenth of a second's worth (at least one request), so a second never holds
+    much more than the rate. On a 429 the rate drops to 90% of what the API accepted in the
+    last second (at most once a second: one window's 429s come together); each second without
+    one it climbs back by 3% (at least one request a minute), up to ``per_minute``. So a quota
+    below the configured limit is found and held without storms of 429s.
+    """
 
     def __init__(self, per_minute: int) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate)
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
+        self.ceiling = per_minute / 60.0
+        self.rate = self.ceiling
+        self.tokens = self._capacity()
+        self.updated = self.last_cut = time.monotonic()
+        self.accepted: deque[float] = deque()  # times of answers other than 429, last second
         self.lock = threading.Lock()
+
+    def _capacity(self) -> float:
+        return max(1.0, self.rate / 10)
 
     def acquire(self, stop: threading.Event) -> None:
         while True:
             with self.lock:
                 now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                if self.rate < self.ceiling and now - self.last_cut >= 1.0:
+                    self.rate = min(self.ceiling, self.rate * 1.03 + 1 / 60)
+                    self.last_cut = now
+                self.tokens = min(self._capacity(), self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
                 if self.tokens >= 1.0:
                     self.tokens -= 1.0
@@ -86,6 +102,21 @@ class RateLimiter:
                 wait = (1.0 - self.tokens) / self.rate
             if stop.wait(wait):
                 return
+
+    def answered(self, over_quota: bool) -> None:
+        """An answer came: a 429 (send slower than the API just accepted) or any other."""
+        with self.lock:
+            now = time.monotonic()
+            while self.accepted and now - self.accepted[0] > 1.0:
+                self.accepted.popleft()
+            if not over_quota:
+                self.accepted.append(now)
+                return
+            if now - self.last_cut < 1.0:
+                return
+            self.rate = max(1 / 60, min(self.rate, float(len(self.accepted))) * 0.9)
+            self.tokens = min(self.tokens, self._capacity())
+            self.last_cut = now
 
 
 class RetryBudget:
@@ -114,7 +145,7 @@ class InsiderClient:
         self.limiter, self.budget, self.stop = limiter, budget, stop
         self.pool = urllib3.PoolManager(
             num_pools=2,
-            maxsize=task.max_in_flight,
+            maxsize=task.max_in_flight,  # the window's ceiling: one connection per request
             block=False,
             retries=False,  # retries are ours: they need the classification above
             timeout=urllib3.Timeout(
@@ -144,9 +175,11 @@ class InsiderClient:
         body: bytes,
         check: AnswerCheck | None = None,
         on_retry: Callable[[], None] | None = None,
+        on_attempt: Callable[[float, bool], None] | None = None,
     ) -> Answer:
         """Send one body, retrying what may succeed later; raise AuthError / EndpointError /
-        JobError to stop. ``check`` vets a 200; ``on_retry`` counts each retry."""
+        JobError to stop. ``check`` vets a 200; ``on_retry`` counts each retry;
+        ``on_attempt(seconds, overloaded)`` hears how each attempt went (the adaptive window)."""
         attempt = 0
         while True:
             attempt += 1
@@ -154,6 +187,7 @@ class InsiderClient:
             if self.stop.is_set():
                 raise JobError("the job is stopping; request not sent")
             retry_after: float | None = None
+            started = time.monotonic()
             try:
                 answer, headers = self._attempt(body, attempt)
             except urllib3.exceptions.SSLError as error:
@@ -164,7 +198,12 @@ class InsiderClient:
                 ) from None
             except (urllib3.exceptions.HTTPError, _Unreadable) as error:
                 problem = f"{type(error).__name__}: {_short(str(error))}"
+                if on_attempt is not None:
+                    on_attempt(time.monotonic() - started, True)
             else:
+                if on_attempt is not None:
+                    on_attempt(time.monotonic() - started, answer.status in RETRY_STATUSES)
+                self.limiter.answered(over_quota=answer.status == 429)
                 if answer.status not in RETRY_STATUSES:
                     answer = self._checked(answer, headers)
                     problem_text = check(answer) if check and answer.status == 200 else None

@@ -110,6 +110,7 @@ class InsiderTask:
     max_bytes: int
     max_wait: float
     max_in_flight: int
+    max_bytes_in_flight: int
     rate_per_minute: int
     reject_file: Path
     retention_days: Mapping[str, int]
@@ -168,6 +169,7 @@ def resolve(
         max_bytes=config["max_request_bytes"],
         max_wait=float(config["max_batch_wait_seconds"]),
         max_in_flight=config["max_requests_in_flight"],
+        max_bytes_in_flight=config["max_bytes_in_flight"],
         rate_per_minute=limits[operation.family],
         reject_file=context.resolve(reject),
         retention_days=dict(config.get("event_retention_days", {})),

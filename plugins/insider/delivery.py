@@ -20,6 +20,7 @@ from arrowbulk.errors import ArrowbulkError, JobError, RecordError
 from arrowbulk.plugins.insider.client import Answer, InsiderClient, RateLimiter, RetryBudget
 from arrowbulk.plugins.insider.config import InsiderTask
 from arrowbulk.plugins.insider.requests import Request, RequestBuilder
+from arrowbulk.plugins.insider.window import AdaptiveWindow
 from arrowbulk.rejects import RejectWriter
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class Delivery:
         self.stop = threading.Event()
         self.budget = RetryBudget(task.retry_budget)
         self.client = InsiderClient(task, RateLimiter(task.rate_per_minute), self.budget, self.stop)
-        self._slots = threading.BoundedSemaphore(task.max_in_flight)
+        self.window = AdaptiveWindow(task.max_in_flight, task.max_bytes_in_flight)
         self._pool = ThreadPoolExecutor(task.max_in_flight, thread_name_prefix="arrowbulk-insider")
         self._fatal: ArrowbulkError | None = None
         self._fatal_lock = threading.Lock()
@@ -95,12 +96,13 @@ class Delivery:
         ``on_start`` runs once a slot is free, just before the request goes out (to record it
         as possibly delivered, for the resume's bound on duplicates)."""
         # Wait for a free slot, but not past a stop: a stopping job starts nothing new.
-        while not self._slots.acquire(timeout=0.05):
+        size = len(request.body)
+        while not self.window.acquire(size, timeout=0.05):
             if self.stop.is_set():
                 self.raise_if_failed()
                 raise JobError("the job is stopping")
         if self.stop.is_set():
-            self._slots.release()
+            self.window.release(size)
             self.raise_if_failed()
             raise JobError("the job is stopping")
         try:
@@ -108,7 +110,7 @@ class Delivery:
                 on_start()
             return self._pool.submit(self._deliver_in_slot, request, builder, tally, on_reject)
         except BaseException:
-            self._slots.release()
+            self.window.release(size)
             raise
 
     def close(self) -> None:
@@ -131,7 +133,7 @@ class Delivery:
             log.exception("delivery failed")
             self.fail(JobError(f"internal error while sending: {error!r}"))
         finally:
-            self._slots.release()
+            self.window.release(len(request.body))
         return False
 
     def _deliver(
@@ -145,6 +147,7 @@ class Delivery:
             request.body,
             check=lambda answer: answer_problem(answer.data, request.user_count),
             on_retry=count_retry,
+            on_attempt=self.window.observe,
         )
         with tally.lock:
             tally.requests += 1

@@ -17,6 +17,7 @@ import re
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,6 +56,7 @@ class Faults:
     drop_first: int = 0  # close the connection of the next N requests without answering
     delay_seconds: float = 0.0  # wait this long before every answer
     healthy_requests: int | None = None  # after this many requests, fail every one (an outage)
+    max_per_second: float | None = None  # answer 429 to requests above this rate (a quota)
     seed: int = 0
 
 
@@ -83,6 +85,9 @@ class SandboxState:
         # hit is checked against the profile's current identifiers.
         self.index: dict[tuple[str, str], Profile] = {}
         self.log: list[dict[str, Any]] = []
+        self.served = 0  # requests answered with a status (not dropped)
+        self.concurrent = self.peak_concurrent = 0  # requests being handled now / at most
+        self.arrivals: deque[float] = deque()  # arrival times within the last second
         self.down = False
 
     # -- lookups -------------------------------------------------------------------------
@@ -324,6 +329,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         state = self.server.state
+        with state.lock:
+            state.concurrent += 1
+            state.peak_concurrent = max(state.peak_concurrent, state.concurrent)
+        try:
+            self._handle_one(state)
+        finally:
+            with state.lock:
+                state.concurrent -= 1
+
+    def _handle_one(self, state: SandboxState) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         with state.lock:
@@ -357,7 +372,15 @@ class _Handler(BaseHTTPRequestHandler):
                 faults.rate_limit_first -= 1
                 headers = {"Retry-After": faults.retry_after} if faults.retry_after else {}
                 return 429, {"error": "rejected: too many requests"}, headers
-            served = sum(1 for e in state.log if isinstance(e.get("status"), int))
+            served = state.served
+            state.served += 1
+            if faults.max_per_second is not None:
+                now = time.monotonic()
+                while state.arrivals and now - state.arrivals[0] > 1.0:
+                    state.arrivals.popleft()
+                if len(state.arrivals) >= faults.max_per_second:
+                    return 429, {"error": "rejected: too many requests"}, {}
+                state.arrivals.append(now)
             outage = faults.healthy_requests is not None and served >= faults.healthy_requests
             random_failure = bool(faults.fail_rate) and state.random.random() < faults.fail_rate
             if outage or faults.fail_first > 0 or random_failure:
