@@ -48,10 +48,10 @@ def dataset(kind: str, rows: int) -> Path:
 
 
 class Sink:
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, latency_ms: float = 0.0) -> None:
         self.port_file = Path(tempfile.mkdtemp()) / "port"
         self.process = subprocess.Popen(
-            [sys.executable, str(HERE / "sink.py"), str(self.port_file), key]
+            [sys.executable, str(HERE / "sink.py"), str(self.port_file), key, str(latency_ms)]
         )
         deadline = time.time() + 20
         while not (self.port_file.exists() and self.port_file.read_text()):
@@ -69,7 +69,15 @@ class Sink:
         self.process.wait()
 
 
-def child(kind: str, exporter: str, path: Path, sink: Sink, with_pandas: bool = False) -> dict:
+def child(
+    kind: str,
+    exporter: str,
+    path: Path,
+    sink: Sink,
+    with_pandas: bool = False,
+    setup: str = "tuned",
+    source: str = "file",
+) -> dict:
     sink.call("/_reset")
     command = [
         sys.executable,
@@ -83,6 +91,10 @@ def child(kind: str, exporter: str, path: Path, sink: Sink, with_pandas: bool = 
         "--url",
         sink.url,
         *(["--with-pandas"] if with_pandas else []),
+        "--setup",
+        setup,
+        "--input",
+        source,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
@@ -114,18 +126,21 @@ def run_child(args: argparse.Namespace) -> None:
         from arrowbulk.cli import main
 
         folder = Path(tempfile.mkdtemp())
-        job = {
-            "in": {"type": "file", "path": args.data},
-            "out": {
-                "type": "insider",
-                "api_key": "benchmark-key",
-                "partner_name": "bench",
-                "endpoint": args.url,
-                "export_mode": "USER_EVENTS" if events else "USER_ATTRIBUTES",
-                "skip_invalid_records": True,
-                "max_requests_in_flight": 8,
-            },
+        out = {
+            "type": "insider",
+            "api_key": "benchmark-key",
+            "partner_name": "bench",
+            "endpoint": args.url,
+            "export_mode": "USER_EVENTS" if events else "USER_ATTRIBUTES",
         }
+        if args.setup == "tuned":  # the earlier benchmark's tuning; "default" adds nothing
+            out.update(skip_invalid_records=True, max_requests_in_flight=8)
+        source = (
+            {"type": "file", "path": args.data}
+            if args.input == "file"
+            else {"type": "sql", "query": f"SELECT * FROM '{args.data}'"}
+        )
+        job = {"in": source, "out": out}
         (folder / "job.yml").write_text(yaml.safe_dump(job))
         code = main(
             [
@@ -205,6 +220,24 @@ def main() -> None:
         action="store_true",
         help="let arrowbulk's children import pandas (pyarrow then imports it at the first pa.array call)",
     )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="the sink answers after this long (±20%% jitter), like an API far away",
+    )
+    parser.add_argument(
+        "--setup",
+        choices=["tuned", "default"],
+        default="tuned",
+        help="tuned: skip_invalid_records true, 8 in flight (the earlier figures); default: arrowbulk's defaults",
+    )
+    parser.add_argument(
+        "--input",
+        choices=["file", "sql"],
+        default="file",
+        help="read the data with the file or the sql input",
+    )
     parser.add_argument("--child", choices=["arrowbulk", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--kind", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -214,11 +247,15 @@ def main() -> None:
         run_child(args)
         return
 
+    print(
+        f"setup {args.setup}, input {args.input}, sink latency {args.latency_ms:g} ms"
+        + (" (the baseline sends one request at a time)" if args.latency_ms else "")
+    )
     print(f"{'export':<22}{'rows':>10}{'rows/s':>12}{'vs baseline':>13}{'peak RSS':>11}  runs")
     for kind, key in (("users", "uuid"), ("events", "event_group_id")):
         if args.only and args.only != ("attributes" if kind == "users" else "events"):
             continue
-        sink = Sink(key)
+        sink = Sink(key, args.latency_ms)
         try:
             base = child(kind, "baseline", dataset(kind, args.baseline_rows), sink)
             base_rate = base["rows"] / base["seconds"]
@@ -230,7 +267,7 @@ def main() -> None:
             for rows in args.rows:
                 path = dataset(kind, rows)
                 runs = [
-                    child(kind, "arrowbulk", path, sink, args.with_pandas)
+                    child(kind, "arrowbulk", path, sink, args.with_pandas, args.setup, args.input)
                     for _ in range(args.repeat)
                 ]
                 rate = statistics.median(r["rows"] / r["seconds"] for r in runs)

@@ -73,3 +73,10 @@ def test_the_window_settles_under_a_quota_without_storms(run_insider, sandbox) -
     )
     assert share <= 0.05, settled
     assert len(sandbox.profiles()) == 4000
+
+
+def test_a_sandbox_port_in_use_is_a_clear_error(sandbox, cli) -> None:
+    result = cli("insider-sandbox", "--port", str(sandbox.port))
+    assert result.code == 2
+    assert f"cannot listen on 127.0.0.1:{sandbox.port}" in result.err
+    assert "internal error" not in result.err

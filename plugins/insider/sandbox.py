@@ -23,6 +23,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from arrowbulk.errors import ConfigError
+
 MAX_USERS = 1000
 MAX_BODY = 5_000_000
 EMAIL = re.compile(r"^.+@.+\..+$")
@@ -424,6 +426,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # Python's default listen backlog of 5 drops connections that a wide in-flight window
+    # opens at once; each dropped SYN costs the client a 1 s retransmit.
+    request_queue_size = 1024
     state: SandboxState
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -441,7 +446,13 @@ class InsiderSandbox:
         faults: Faults | None = None,
     ) -> None:
         self.state = SandboxState(partner, api_key, faults or Faults())
-        self.server = _Server(("127.0.0.1", port), _Handler)
+        try:
+            self.server = _Server(("127.0.0.1", port), _Handler)
+        except OSError as error:
+            raise ConfigError(
+                f"--port {port}: cannot listen on 127.0.0.1:{port} ({error.strerror}); "
+                "choose another port, or leave --port out for any free one"
+            ) from None
         self.server.state = self.state
         self._thread: threading.Thread | None = None
 
