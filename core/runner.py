@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from arrowbulk.registry import Registry
 from arrowbulk.resources import load_schema
 from arrowbulk.spi import InputPlugin, OutputPlugin, RecordCheck, RunContext, TaskReport
 from arrowbulk.spool import Spool, SpooledInput, spool_folder
-from arrowbulk.summary import JobSummary
+from arrowbulk.summary import JobSummary, merge_detail
 
 log = logging.getLogger(__name__)
 
@@ -272,20 +272,27 @@ class _TaskControl:
             summary.add_report(self.check_report)
 
     def _record_check(self, task: Any) -> None:
-        check = self.job.output.record_check(task, self.schema)
-        if check is None or not check.before_sending:
+        first = self.job.output.record_check(task, self.schema)
+        if first is None or not first.before_sending:
             return
-        checked = [0]
+        spare = [first]
+
+        def new_check() -> RecordCheck:
+            check = spare.pop() if spare else self.job.output.record_check(task, self.schema)
+            assert check is not None
+            return check
+
+        parallel = ParallelCheck(self.source, new_check, self.job.max_threads, self.cancellation)
         try:
-            check_every_record(self.source, check, checked, self.cancellation)
-        except RecordError as error:
+            self.check_figures = parallel.run()
+        except RecordError:
             # The job stops before sending: the rows checked so far are its whole account.
             report = TaskReport()
-            report.reject(error.reason or "invalid record")
-            report.settle(checked[0])
-            self.rows_read, self.check_report = checked[0], report
+            for reason in parallel.reasons:
+                report.reject(reason)
+            report.settle(parallel.rows)
+            self.rows_read, self.check_report = parallel.rows, report
             raise
-        self.check_figures = check.finish()
 
     def _run_task(self, task: Any, index: int) -> None:
         rows = [0]  # rows handed to the output so far; read by the error path too
@@ -365,6 +372,72 @@ def check_column_names(schema: pa.Schema, input_type: str) -> None:
             "name and would keep only one. Rename them (in SQL: SELECT a, b AS a_2; in a CSV: "
             "its header line)"
         )
+
+
+class ParallelCheck:
+    """The record check over every task, ``threads`` tasks at a time, one check per thread.
+
+    An invalid record stops the tasks after its own; tasks before it run on, so the record
+    reported is the one a check in task order would have found first. ``reasons`` lists the
+    rule of each invalid record met (each is in the reject file), ``rows`` the rows checked.
+    """
+
+    def __init__(
+        self,
+        source: InputPlugin,
+        new_check: Callable[[], RecordCheck],
+        threads: int,
+        cancellation: Cancellation,
+    ) -> None:
+        self.source, self.new_check, self.cancellation = source, new_check, cancellation
+        self.threads = max(1, min(threads, source.task_count()))
+        self.rows = 0
+        self.reasons: list[str] = []
+        self._errors: dict[int, RecordError] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._checks: list[RecordCheck] = []
+
+    def run(self) -> dict[str, Any]:
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="arrowbulk-check") as pool:
+            futures = [pool.submit(self._task, i) for i in range(self.source.task_count())]
+            failure = _first_error(futures)
+        if self._errors:
+            raise self._errors[min(self._errors)]
+        if failure is not None:
+            raise failure
+        figures: dict[str, Any] = {}
+        for check in self._checks:
+            for key, value in check.finish().items():
+                figures[key] = merge_detail(figures.get(key), value)
+        return figures
+
+    def _check(self) -> RecordCheck:
+        check: RecordCheck | None = getattr(self._local, "check", None)
+        if check is None:
+            with self._lock:
+                check = self.new_check()
+                self._checks.append(check)
+            self._local.check = check
+        return check
+
+    def _task(self, index: int) -> None:
+        check, first_row = self._check(), 0
+        for batch in self.source.read(index):
+            if self.cancellation.is_cancelled():
+                raise self.cancellation.reason or JobError("the job is stopping")
+            with self._lock:
+                if any(failed < index for failed in self._errors):
+                    return  # an earlier task has the record to report
+                self.rows += batch.num_rows
+            try:
+                check.add(batch, index, first_row)
+            except RecordError as error:
+                with self._lock:
+                    self._errors[index] = error
+                    self.reasons.append(error.reason or "invalid record")
+                return
+            first_row += batch.num_rows
 
 
 def check_every_record(

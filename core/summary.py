@@ -39,7 +39,7 @@ class JobSummary:
         for reason, count in report.rejected.items():
             self.rejected[reason] = self.rejected.get(reason, 0) + count
         for key, value in report.details.items():
-            self.details[key] = _merge(self.details.get(key), value)
+            self.details[key] = merge_detail(self.details.get(key), value)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -87,7 +87,7 @@ class JobSummary:
         return "\n".join(lines)
 
 
-def _merge(old: Any, new: Any) -> Any:
+def merge_detail(old: Any, new: Any) -> Any:
     """Combine two tasks' detail values: numbers add, mappings merge, the rest collects."""
     if old is None:
         return new
@@ -98,7 +98,7 @@ def _merge(old: Any, new: Any) -> Any:
     if isinstance(old, dict) and isinstance(new, dict):
         merged = dict(old)
         for key, value in new.items():
-            merged[key] = _merge(merged.get(key), value)
+            merged[key] = merge_detail(merged.get(key), value)
         return merged
     if isinstance(old, list):
         return old + (new if isinstance(new, list) else [new])
