@@ -139,6 +139,11 @@ class Checkpoint:
             checkpoint._write_locked()
         return checkpoint
 
+    @staticmethod
+    def peek(path: Path) -> State | None:
+        """The state at ``path`` as it is (None when there is none), without taking it over."""
+        return _load(path) if path.exists() else None
+
     def task(self, index: int) -> TaskState:
         with self._lock:
             return TaskState(**asdict(self.state.tasks[str(index)]))

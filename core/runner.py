@@ -109,28 +109,38 @@ class Job:
         }
         return Checkpoint.open(self.resume, described, task_count, self.context.run_id)
 
-    def _spooled(self, checkpoint: Checkpoint | None) -> tuple[SpooledInput, Spool]:
-        """The input as read from its spool, filled now unless a resumed state has it."""
+    def _sources(self) -> tuple[InputPlugin, Checkpoint | None, Spool | None]:
+        """What the tasks read (the input, or its spool), and the resume state if asked for."""
+        if self.input.replayable:
+            checkpoint = self._checkpoint(self.input.task_count()) if self.resume else None
+            return self.input, checkpoint, None
         spool = Spool(spool_folder(self.resume, self.spool_dir, self.context))
-        recorded = checkpoint.state.spool if checkpoint is not None else None
+        earlier = Checkpoint.peek(self.resume) if self.resume else None
+        if earlier is not None and earlier.complete:
+            return self.input, self._checkpoint(len(earlier.tasks)), None
+        recorded = earlier.spool if earlier is not None else None
         if recorded is not None and spool.holds(recorded["rows"]):
             log.info(
                 "reading the input from its spool %s (written by an earlier run)", spool.folder
             )
-            return SpooledInput(self.input, spool, list(recorded["rows"])), spool
-        if checkpoint is not None and any(
-            t.settled or t.in_doubt for t in checkpoint.previous.values()
-        ):
+            rows = list(recorded["rows"])
+            return SpooledInput(self.input, spool, rows), self._checkpoint(len(rows)), spool
+        if earlier is not None and any(t.settled or t.in_doubt for t in earlier.tasks.values()):
             raise ConfigError(
                 f"--resume {self.resume}: the input's spool {spool.folder} is missing, and the "
                 "query's rows may come in another order now; resuming could skip or repeat the "
                 "wrong rows. Start with a new state file"
             )
+        # Nothing was sent under an earlier state (if any): the query runs now, once, and its
+        # parts (tasks of SPOOL_PART_ROWS rows) decide how the state counts tasks.
         log.debug("running the input once into its spool %s", spool.folder)
         rows = spool.fill(self.input, self.cancellation)
-        if checkpoint is not None:
+        checkpoint = None
+        if self.resume is not None:
+            self.resume.unlink(missing_ok=True)
+            checkpoint = self._checkpoint(len(rows))
             checkpoint.record_spool({"rows": rows})
-        return SpooledInput(self.input, spool, rows), spool
+        return SpooledInput(self.input, spool, rows), checkpoint, spool
 
     def validate(self) -> Validation:
         """Check the config, the input's schema and, if the output has one, every record."""
@@ -155,9 +165,9 @@ class Job:
             if lock is not None:
                 lock.acquire()
             schema = self.schema()
-            task_count = self.input.task_count()
+            source, checkpoint, spool = self._sources()
+            task_count = source.task_count()
             summary.tasks = task_count
-            checkpoint = self._checkpoint(task_count) if self.resume else None
             if checkpoint is not None and checkpoint.state.complete:
                 summary.status = "success"
                 summary.details["resume"] = {
@@ -165,9 +175,6 @@ class Job:
                     "note": "the job had finished; nothing to do",
                 }
                 return summary
-            source = self.input
-            if not self.input.replayable:
-                source, spool = self._spooled(checkpoint)
             control = _TaskControl(self, source, schema, task_count, checkpoint)
             summary.config_diff = self.output.transaction(
                 self.output_config, schema, task_count, control

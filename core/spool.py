@@ -27,6 +27,19 @@ from arrowbulk.spi import InputPlugin, RunContext
 log = logging.getLogger(__name__)
 
 _OPTIONS = ipc.IpcWriteOptions(compression="zstd")
+#: Rows per spool part: each part is one task, so the threads share a query's result.
+SPOOL_PART_ROWS = 65_536
+
+
+def _pieces(batch: pa.RecordBatch, room: int) -> Iterator[pa.RecordBatch]:
+    """The batch cut so that its first piece fills the current part's ``room`` rows."""
+    start = 0
+    if 0 < room < batch.num_rows:
+        yield batch.slice(0, room)
+        start = room
+    while start < batch.num_rows:
+        yield batch.slice(start, SPOOL_PART_ROWS)
+        start += SPOOL_PART_ROWS
 
 
 class Spool:
@@ -39,26 +52,38 @@ class Spool:
         return self.folder / f"task-{task_index:05d}.arrows"
 
     def fill(self, source: InputPlugin, cancellation: Cancellation) -> list[int]:
-        """Copy every task of ``source``; return the rows per task."""
+        """Copy every task of ``source`` into parts of at most SPOOL_PART_ROWS rows; return
+        the rows per part. Each part is a task of the job, so a query's single stream is
+        prepared and encoded by ``max_threads`` threads."""
         schema = source.schema()
         rows: list[int] = []
+        writer: ipc.RecordBatchStreamWriter | None = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for index in range(source.task_count()):
-                count = 0
-                with ipc.new_stream(self.file(index), schema, options=_OPTIONS) as writer:
-                    for batch in source.read(index):
-                        if cancellation.is_cancelled():
-                            raise cancellation.reason or JobError("the job is stopping")
-                        if not batch.schema.equals(schema):
-                            raise JobError(
-                                f"{source.describe_task(index)}: the input yielded columns "
-                                f"{batch.schema.names} of types {[str(t) for t in batch.schema.types]}, "
-                                f"not the schema it declared ({schema.names}); a bug in the input plugin"
-                            )
-                        writer.write_batch(batch)
-                        count += batch.num_rows
-                rows.append(count)
+                for batch in source.read(index):
+                    if cancellation.is_cancelled():
+                        raise cancellation.reason or JobError("the job is stopping")
+                    if not batch.schema.equals(schema):
+                        raise JobError(
+                            f"{source.describe_task(index)}: the input yielded columns "
+                            f"{batch.schema.names} of types {[str(t) for t in batch.schema.types]}, "
+                            f"not the schema it declared ({schema.names}); a bug in the input plugin"
+                        )
+                    for piece in _pieces(batch, SPOOL_PART_ROWS - (rows[-1] if writer else 0)):
+                        if writer is None or rows[-1] >= SPOOL_PART_ROWS:
+                            if writer is not None:
+                                writer.close()
+                            writer = ipc.new_stream(self.file(len(rows)), schema, options=_OPTIONS)
+                            rows.append(0)
+                        writer.write_batch(piece)
+                        rows[-1] += piece.num_rows
+            if writer is not None:
+                writer.close()
+                writer = None
+            if not rows:  # an empty result: one empty part, so the job has its one task
+                ipc.new_stream(self.file(0), schema, options=_OPTIONS).close()
+                rows.append(0)
         except OSError as error:
             raise JobError(
                 f"cannot write the input's spool in {self.folder}: {error.strerror or error}; "
@@ -105,7 +130,7 @@ class SpooledInput(InputPlugin):
         return len(self.rows)
 
     def describe_task(self, task_index: int) -> str:
-        return self.original.describe_task(task_index)
+        return f"{self.original.describe_task(0)}, part {task_index + 1} of {len(self.rows)}"
 
     def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
         yield from self.spool.read(task_index)

@@ -187,3 +187,28 @@ def test_resent_at_most_is_the_true_bound(tmp_path: Path) -> None:
     resume = json.loads((tmp_path / "s.json").read_text())["details"]["resume"]
     assert resume["skipped_rows"] == 0
     assert resume["resent_at_most"] == 100  # one request of 100 rows was out
+
+
+def test_a_query_is_spooled_in_parts_that_threads_share_and_resume(
+    tmp_path: Path, cli, monkeypatch
+) -> None:
+    from arrowbulk import spool
+
+    monkeypatch.setattr(spool, "SPOOL_PART_ROWS", 700)  # 2,000 users: parts of 700, 700, 600
+    with InsiderSandbox(partner=PARTNER, api_key=API_KEY) as sandbox:
+        write_sql_job(tmp_path, sandbox.url, users=2000)
+        sandbox.set_faults(healthy_requests=12)
+        args = ["run", tmp_path / "job.yml", "--no-progress", "--resume", tmp_path / "state.json"]
+        first = cli(*args, "--summary-json", tmp_path / "first.json")
+        assert first.code == 1
+        assert json.loads((tmp_path / "state.json").read_text())["spool"] == {
+            "rows": [700, 700, 600]
+        }
+        sandbox.set_faults(healthy_requests=None)
+        second = cli(*args, "--summary-json", tmp_path / "second.json")
+        assert second.code == 0, second.err
+        counts = delivered(sandbox)
+    summary = json.loads((tmp_path / "second.json").read_text())
+    assert summary["tasks"] == 3
+    assert set(counts) == {f"u{i:05d}" for i in range(2000)}
+    assert sum(counts.values()) - 2000 <= summary["details"]["resume"]["resent_at_most"]
