@@ -106,7 +106,9 @@ class FileInput(InputPlugin):
         unknown = sorted(set(self.column_types) - set(inferred.names))
         if unknown:
             raise ConfigError(f"in.csv.column_types: {', '.join(unknown)} not in {path.name}")
-        texts = _csv_sample_as_text(path, self._csv_parse(), self.csv.get("null_values", [""]))
+        texts = _csv_sample_as_text(
+            path, self._csv_parse(), self.csv.get("null_values", [""]), inferred.names
+        )
         safe = safe_inferred(inferred, texts)
         return pa.schema([f.with_type(self.column_types.get(f.name, f.type)) for f in safe])
 
@@ -194,12 +196,7 @@ class FileInput(InputPlugin):
                 f.name: pa.string() if is_number(f.type) else f.type for f in self._file_schema
             }
             with open_stream(task.path) as source:
-                yield from pacsv.open_csv(
-                    source,
-                    read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
-                    parse_options=self._csv_parse(),
-                    convert_options=self._csv_options(text_columns),
-                )
+                yield from _csv_reader(source, self._csv_parse(), self._csv_options(text_columns))
         else:
             check_json_depth(task.path)
             with open_stream(task.path) as source:
@@ -317,15 +314,8 @@ def _read_schema(path: Path, fmt: str, csv_parse: pacsv.ParseOptions) -> pa.Sche
                     source.seek(0)
                     return ipc.open_stream(source).schema
         if fmt == "csv":
-            with (
-                open_stream(path) as source,
-                pacsv.open_csv(
-                    source,
-                    read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
-                    parse_options=csv_parse,
-                    convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
-                ) as reader,
-            ):
+            convert = pacsv.ConvertOptions(strings_can_be_null=True)
+            with open_stream(path) as source, _csv_reader(source, csv_parse, convert) as reader:
                 return reader.schema
         check_json_depth(path)
         with (
@@ -339,40 +329,31 @@ def _read_schema(path: Path, fmt: str, csv_parse: pacsv.ParseOptions) -> pa.Sche
         raise JobError(f"cannot read the schema of {path.name} as {fmt}: {error}") from None
 
 
-def _csv_sample_as_text(path: Path, parse: pacsv.ParseOptions, nulls: list[str]) -> pa.Table:
+def _csv_sample_as_text(
+    path: Path, parse: pacsv.ParseOptions, nulls: list[str], names: list[str]
+) -> pa.Table:
     """The first block of a CSV with every column as text: what inference saw, verbatim."""
+    convert = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(names, pa.string()), null_values=nulls, strings_can_be_null=True
+    )
     try:
-        with (
-            open_stream(path) as source,
-            pacsv.open_csv(
-                source,
-                read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
-                parse_options=parse,
-                convert_options=pacsv.ConvertOptions(
-                    null_values=nulls, strings_can_be_null=True, auto_dict_encode=False
-                ),
-            ) as reader,
-        ):
-            names = reader.schema.names
-        with (
-            open_stream(path) as source,
-            pacsv.open_csv(
-                source,
-                read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
-                parse_options=parse,
-                convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(names, pa.string()),
-                    null_values=nulls,
-                    strings_can_be_null=True,
-                ),
-            ) as reader,
-        ):
-            first = reader.read_next_batch()
-        return pa.Table.from_batches([first])
+        with open_stream(path) as source, _csv_reader(source, parse, convert) as reader:
+            return pa.Table.from_batches([reader.read_next_batch()])
     except StopIteration:
         return pa.table({n: pa.array([], pa.string()) for n in names})
     except _READ_ERRORS as error:
         raise JobError(f"cannot read {path.name} as CSV: {error}") from None
+
+
+def _csv_reader(
+    source: pa.NativeFile, parse: pacsv.ParseOptions, convert: pacsv.ConvertOptions
+) -> pacsv.CSVStreamingReader:
+    return pacsv.open_csv(
+        source,
+        read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
+        parse_options=parse,
+        convert_options=convert,
+    )
 
 
 def _utf8(
