@@ -36,7 +36,7 @@ from arrowbulk.errors import ArrowbulkError, ConfigError
 from arrowbulk.jsonable import NotJson, jsonable
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry, load_registry
-from arrowbulk.retry import RejectsInput, RetryPlugins
+from arrowbulk.retry import RejectsInput
 from arrowbulk.runner import Job
 from arrowbulk.secret import scrub, scrub_json
 from arrowbulk.summary import JobSummary
@@ -66,10 +66,13 @@ def entry() -> None:
     sys.exit(code)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, registry: Registry | None = None) -> int:
     _choose_memory_pool()
-    parser = build_parser(load_registry())
+    if registry is None:
+        registry = load_registry()  # once per process: hooks fire once, warnings print once
+    parser = build_parser(registry)
     args = parser.parse_args(argv)
+    args.registry = registry
     _configure_logging(args.verbose, args.quiet)
     handler: Handler = args.handler
     try:
@@ -205,7 +208,7 @@ def _query(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--result is not valid JSON: {error.msg} at character {error.pos}"
         ) from None
-    _warn_of_literal_secrets(result)
+    _warn_of_literal_secrets(result, args.registry)
     tables = {Path(path).name.split(".")[0]: str(Path(path).resolve()) for path in args.file}
     source: dict[str, Any] = {"type": "sql", "query": args.sql}
     if tables:
@@ -216,12 +219,12 @@ def _query(args: argparse.Namespace) -> int:
     return _execute(pipeline, args)
 
 
-def _warn_of_literal_secrets(result: Any) -> None:
+def _warn_of_literal_secrets(result: Any, registry: Registry) -> None:
     """A key written into --result is in the process list, visible to every local user."""
     if not isinstance(result, dict) or not isinstance(result.get("type"), str):
         return
     try:
-        schema = load_registry().output_class(result["type"]).config_schema()
+        schema = registry.output_class(result["type"]).config_schema()
     except ArrowbulkError:
         return  # an unknown type: the run reports it
     for key in secret_keys(schema):
@@ -238,7 +241,7 @@ def _warn_of_literal_secrets(result: Any) -> None:
 
 def _retry(args: argparse.Namespace) -> int:
     original = load_pipeline_file(args.config)
-    registry = load_registry(extra=[RetryPlugins()])
+    registry = args.registry.with_input(RejectsInput)
     schema = Job(original, registry).schema()
     out = dict(original.output)
     rejects = args.rejects.resolve()
@@ -257,7 +260,7 @@ def _retry(args: argparse.Namespace) -> int:
 
 
 def _execute(pipeline: PipelineConfig, args: argparse.Namespace) -> int:
-    return _finish(_new_job(pipeline, load_registry(), args), args)
+    return _finish(_new_job(pipeline, args.registry, args), args)
 
 
 def _new_job(
@@ -334,7 +337,7 @@ def _stop_on_signals(cancellation: Cancellation) -> Iterator[None]:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    job = Job(load_pipeline_file(args.config), load_registry())
+    job = Job(load_pipeline_file(args.config), args.registry)
     schema = job.schema()
     print(f"schema ({job.input.task_count()} task(s)):")
     for field in schema:
@@ -386,7 +389,7 @@ def _render_rows(table: pa.Table, width: int = 24) -> str:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    job = Job(load_pipeline_file(args.config), load_registry())
+    job = Job(load_pipeline_file(args.config), args.registry)
     result = job.validate()
     print(f"config: ok ({job.input_type} -> {job.output_type})")
     print(f"schema: ok ({len(result.schema)} columns, {result.task_count} task(s))")
@@ -397,7 +400,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    print(json.dumps(load_registry().as_json(), indent=2))
+    print(json.dumps(args.registry.as_json(), indent=2))
     return 0
 
 

@@ -77,6 +77,16 @@ class Registry:
             "install the package that provides it, or check the spelling"
         )
 
+    def with_input(self, cls: type[InputPlugin]) -> Registry:
+        """A copy that also knows the input ``cls`` (the host's own, such as retry's reader)."""
+        info = PluginInfo("input", cls.type_name, cls, "", "arrowbulk", None)
+        return Registry(
+            {**self.inputs, cls.type_name: info},
+            dict(self.outputs),
+            dict(self.failures),
+            dict(self.commands),
+        )
+
     def as_json(self) -> list[dict[str, Any]]:
         rows = [info.as_json() for info in [*self.inputs.values(), *self.outputs.values()]]
         rows += [
@@ -104,7 +114,7 @@ def load_registry(only: set[str] | None = None, extra: Sequence[object] = ()) ->
     registry = Registry()
     sources: dict[str, metadata.EntryPoint] = {}
     for plugin in extra:
-        manager.register(plugin)
+        _register_guarded(manager, registry, plugin, getattr(plugin, "__name__", repr(plugin)))
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if only is not None and entry_point.name not in only:
             continue
@@ -113,11 +123,10 @@ def load_registry(only: set[str] | None = None, extra: Sequence[object] = ()) ->
         try:
             module = entry_point.load()
         except Exception as error:  # any import failure of foreign code must not stop the host
-            registry.failures[entry_point.name] = f"{type(error).__name__}: {error}"
-            log.warning("plugin %r failed to load and is skipped: %s", entry_point.name, error)
+            _fail(registry, entry_point.name, f"failed to load: {type(error).__name__}: {error}")
             continue
-        manager.register(module, name=entry_point.name)
-        sources[module.__name__] = entry_point
+        if _register_guarded(manager, registry, module, entry_point.name):
+            sources[module.__name__] = entry_point
 
     def register_into(table: dict[str, PluginInfo], kind: str, base: type) -> Any:
         def register(cls: type[PluginBase]) -> None:
@@ -133,18 +142,66 @@ def load_registry(only: set[str] | None = None, extra: Sequence[object] = ()) ->
 
         return register
 
-    manager.hook.register_input_plugins(
-        register=register_into(registry.inputs, "input", InputPlugin)
-    )
-    manager.hook.register_output_plugins(
-        register=register_into(registry.outputs, "output", OutputPlugin)
-    )
-
     def register_command(command: Command) -> None:
         registry.commands.setdefault(command.name, command)
 
-    manager.hook.register_commands(register=register_command)
+    _call_guarded(
+        manager,
+        registry,
+        "register_input_plugins",
+        register_into(registry.inputs, "input", InputPlugin),
+    )
+    _call_guarded(
+        manager,
+        registry,
+        "register_output_plugins",
+        register_into(registry.outputs, "output", OutputPlugin),
+    )
+    _call_guarded(manager, registry, "register_commands", register_command)
     return registry
+
+
+def _register_guarded(
+    manager: pluggy.PluginManager, registry: Registry, plugin: object, name: str
+) -> bool:
+    """Register one plugin; whatever is wrong with it becomes a failure row and a warning."""
+    try:
+        manager.register(plugin, name=name)
+        manager.check_pending()  # a @hookimpl whose name no hookspec has: a misspelling
+    except pluggy.PluginValidationError as error:
+        if manager.is_registered(plugin):
+            manager.unregister(plugin)
+        _fail(registry, name, f"invalid hook: {error}")
+        return False
+    if not manager.get_hookcallers(plugin):
+        log.warning(
+            "plugin %r registers nothing: no function marked @hookimpl with a hook's name "
+            "(register_input_plugins, register_output_plugins, register_commands)",
+            name,
+        )
+        registry.failures[name] = "registers nothing (no @hookimpl with a hook's name)"
+    return True
+
+
+def _call_guarded(
+    manager: pluggy.PluginManager, registry: Registry, hook: str, register: Any
+) -> None:
+    """Call each plugin's implementation of ``hook`` alone: one that raises is reported, and the
+    others still register. Order as pluggy's: last registered first, ``trylast`` ones last."""
+    for implementation in reversed(getattr(manager.hook, hook).get_hookimpls()):
+        try:
+            implementation.function(register=register)
+        except Exception as error:  # foreign code: a failure row, never a crash of the CLI
+            _fail(
+                registry,
+                implementation.plugin_name,
+                f"{hook} failed: {type(error).__name__}: {error}",
+            )
+
+
+def _fail(registry: Registry, name: str, problem: str) -> None:
+    registry.failures[name] = problem
+    log.warning("plugin %r is skipped: %s", name, problem)
 
 
 def _info(kind: str, cls: type[PluginBase], sources: dict[str, metadata.EntryPoint]) -> PluginInfo:

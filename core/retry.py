@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.types as pat
 
-from arrowbulk import InputPlugin, RunContext, hookimpl
+from arrowbulk import InputPlugin, RunContext
 from arrowbulk.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -144,9 +144,3 @@ class RejectsInput(InputPlugin):
     def fingerprint(self) -> dict[str, Any]:
         path = Path(self.config["path"])
         return {"rejects": [str(path), path.stat().st_size, path.stat().st_mtime_ns]}
-
-
-class RetryPlugins:
-    @hookimpl
-    def register_input_plugins(self, register: Any) -> None:
-        register(RejectsInput)

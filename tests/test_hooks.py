@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import inspect
+import json
+import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from arrowbulk import (
     Command,
@@ -123,7 +126,7 @@ def test_a_plugin_that_fails_to_import_is_a_warning_not_a_crash(
     assert {
         "kind": "failed",
         "name": "broken",
-        "error": "ImportError: needs libfoo",
+        "error": "failed to load: ImportError: needs libfoo",
     } in registry.as_json()
     sys.modules.pop("broken_plugin_module", None)
 
@@ -136,3 +139,58 @@ def test_every_hookspec_is_documented_and_tested() -> None:
         assert inspect.getdoc(function), f"hook {name} has no docstring"
         assert "Fires" in inspect.getdoc(function), f"hook {name} does not say when it fires"
         assert f"test_{name}" in tests, f"hook {name} has no test named test_{name}"
+
+
+BROKEN_PLUGINS = {
+    # a hook with a misspelled parameter: pluggy refuses it at register()
+    "misspelled_param": (
+        "from arrowbulk import hookimpl\n"
+        "@hookimpl\n"
+        "def register_input_plugins(registr):\n"
+        "    pass\n",
+        "invalid hook",
+    ),
+    # a misspelled hook name marked @hookimpl: only check_pending() notices
+    "misspelled_hook": (
+        "from arrowbulk import hookimpl\n"
+        "@hookimpl\n"
+        "def register_input_plugin(register):\n"
+        "    pass\n",
+        "invalid hook",
+    ),
+    # the right name without @hookimpl: registers nothing, silently, unless we say so
+    "no_marker": ("def register_input_plugins(register):\n    pass\n", "registers nothing"),
+    # a hook that raises while registering
+    "raises": (
+        "from arrowbulk import hookimpl\n"
+        "@hookimpl\n"
+        "def register_output_plugins(register):\n"
+        "    raise RuntimeError('boom')\n",
+        "register_output_plugins failed: RuntimeError: boom",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_PLUGINS))
+def test_a_broken_plugin_leaves_every_command_working(
+    tmp_path: Path, monkeypatch, name: str
+) -> None:
+    import subprocess
+
+    source, says = BROKEN_PLUGINS[name]
+    module = f"broken_{name}"
+    dist = tmp_path / f"{module}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[arrowbulk]\n{name} = {module}\n")
+    (tmp_path / f"{module}.py").write_text(source)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "ARROWBULK_PLUGINS": f"file,null,{name}"}
+    for args in (["--version"], ["plugins"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "arrowbulk.cli", *args], capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.count(f"plugin '{name}'") == 1, done.stderr  # one warning, once
+    rows = {row["name"]: row for row in json.loads(done.stdout)}
+    assert rows[name]["kind"] == "failed" and says in rows[name]["error"]
+    assert rows["file"]["kind"] in {"input", "output"}

@@ -110,7 +110,7 @@ def _run_job(args: argparse.Namespace, sandbox: InsiderSandbox) -> int:
     command = ["run", str(args.run), "--no-progress"]
     if args.summary_json:
         command += ["--summary-json", str(args.summary_json)]
-    code = main(command)
+    code = main(command, args.registry)  # the plugins this process loaded already
     profiles = sandbox.profiles()
     requests = sandbox.requests
     print(
