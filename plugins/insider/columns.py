@@ -188,8 +188,12 @@ def _check_operation(plan: Plan, schema: pa.Schema) -> None:
                 "USER_AUDIENCES takes only identifiers, td_audience_id and td_audience_name; "
                 f"remove {', '.join(extra)}"
             )
-        if not payload:
-            raise SchemaError("USER_AUDIENCES needs td_audience_id and/or td_audience_name")
+        missing = [n for n in ("td_audience_id", "td_audience_name") if n not in names]
+        if missing:
+            raise SchemaError(
+                f"USER_AUDIENCES needs both td_audience_id and td_audience_name (ids and names "
+                f"pair up by position in every row); missing {', '.join(missing)}"
+            )
         for column in payload:
             if not column.wants_array:
                 raise SchemaError(
@@ -224,7 +228,14 @@ def _check_operation(plan: Plan, schema: pa.Schema) -> None:
                 f"{len(custom)} custom attributes; Insider allows at most {MAX_CUSTOM_ATTRIBUTES} per tenant"
             )
     for column in plan.columns:
-        _check_type_fits(column, schema.field(column.name).type)
+        arrow_type = schema.field(column.name).type
+        if (
+            operation is Operation.DELETE_ATTRIBUTES
+            and not column.role.is_identifier
+            and not (pat.is_list(arrow_type) or pat.is_large_list(arrow_type))
+        ):
+            continue  # a scalar there only marks a whole deletion: its type does not matter
+        _check_type_fits(column, arrow_type)
 
 
 def _check_type_fits(column: ColumnPlan, arrow_type: pa.DataType) -> None:

@@ -101,6 +101,11 @@ class RecordValidator:
                     "array",
                     lambda r, e=errors: e[r].as_py(),
                 )
+            if (
+                self.plan.operation is Operation.DELETE_ATTRIBUTES
+                and not checker.column.role.is_identifier
+            ):
+                continue  # a value there only marks a deletion: any non-null value will do
             self._column_rules(checker, values, flag)
         self._row_rules(prepared, rows, flag)
         issues.sort(key=lambda issue: issue.row)
@@ -142,6 +147,21 @@ class RecordValidator:
                 "empty",
                 lambda r: f"nothing to send: {names} are all null",
             )
+        if operation is Operation.REPLACE_ATTRIBUTES:
+            for column in plan.payload:
+                values = prepared[column.name]
+                if values.quoted is False:
+                    continue  # Arrow lists, or texts that all hold arrays
+                single = values.quoted if values.quoted is not True else np.ones(rows, dtype=bool)
+                flag(
+                    pc.and_(values.present(), pa.array(single)),
+                    column.name,
+                    "not_array",
+                    lambda r, v=values: (
+                        f"{v.json[r].as_py()} is a single value; REPLACE_ATTRIBUTES replaces "
+                        "arrays: write it as an array text (['a', 'b']), or use UPSERT"
+                    ),
+                )
         if operation.is_audience and all(
             n in prepared for n in ("td_audience_id", "td_audience_name")
         ):

@@ -1,0 +1,36 @@
+"""Operation semantics: REPLACE_ATTRIBUTES replaces arrays only, DELETE_ATTRIBUTES markers are
+not spec-checked, USER_AUDIENCES needs ids and names together."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from conftest import bodies
+
+
+def test_replace_attributes_rejects_single_values_in_a_text_column(run_insider, sandbox) -> None:
+    table = pa.table({"uuid": ["u1", "u2", "u3"], "tier": ["platinum", "['gold', 'vip']", None]})
+    run = run_insider(table, attribute_operation="REPLACE_ATTRIBUTES", skip_invalid_records=True)
+    assert run.code == 0, run.err
+    assert run.summary["rejected_by_reason"] == {"tier: not_array": 1, "empty": 1}
+    reject = next(r for r in run.rejects if r["rule"] == "not_array")
+    assert reject["row"] == 0 and "REPLACE_ATTRIBUTES replaces arrays" in reject["message"]
+    users = bodies(sandbox)[0]["users"]
+    assert [u["identifiers"]["uuid"] for u in users] == ["u2"]  # u3: nothing to send
+    assert users[0]["attributes"]["custom"]["tier"] == ["gold", "vip"]
+
+
+def test_delete_attribute_markers_are_not_checked_against_the_spec(run_insider, sandbox) -> None:
+    table = pa.table({"uuid": ["u1"], "country": ["x"], "age": [True]})
+    run = run_insider(table, attribute_operation="DELETE_ATTRIBUTES")
+    assert run.code == 0, run.err
+    assert run.rows["accepted"] == 1
+    (user,) = bodies(sandbox, "/api/user/v1/attribute/delete")[0]["users"]
+    assert sorted(user["whole"]) == ["age", "country"]
+
+
+def test_audiences_need_ids_and_names_together(run_insider) -> None:
+    table = pa.table({"uuid": ["u1"], "td_audience_id": pa.array([[1, 2]], pa.list_(pa.int64()))})
+    run = run_insider(table, export_mode="USER_AUDIENCES")
+    assert run.code == 2
+    assert "needs both td_audience_id and td_audience_name" in run.err
+    assert "missing td_audience_name" in run.err
