@@ -4,7 +4,16 @@ Plugin authors need only this module: ``hookimpl`` to mark the registration hook
 base classes an input or output implements.
 """
 
-from arrowbulk.errors import ArrowbulkError, ConfigError, JobError, RecordError, SchemaError
+from arrowbulk.cancel import Cancellation, Interrupted
+from arrowbulk.digest import file_digest
+from arrowbulk.errors import (
+    ArrowbulkError,
+    AuthError,
+    ConfigError,
+    JobError,
+    RecordError,
+    SchemaError,
+)
 from arrowbulk.hookspecs import hookimpl
 from arrowbulk.secret import Secret
 from arrowbulk.spi import (
@@ -14,6 +23,7 @@ from arrowbulk.spi import (
     OutputPlugin,
     PageOutput,
     RecordCheck,
+    Reporter,
     RunContext,
     TaskReport,
 )
@@ -22,19 +32,24 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArrowbulkError",
+    "AuthError",
+    "Cancellation",
     "Command",
     "ConfigError",
     "Control",
     "InputPlugin",
+    "Interrupted",
     "JobError",
     "OutputPlugin",
     "PageOutput",
     "RecordCheck",
     "RecordError",
+    "Reporter",
     "RunContext",
     "SchemaError",
     "Secret",
     "TaskReport",
     "__version__",
+    "file_digest",
     "hookimpl",
 ]

@@ -62,10 +62,12 @@ class Job:
         resume: Path | None = None,
     ) -> None:
         exec_config = validate_section("exec", pipeline.exec, load_schema("core", "exec.json"))
+        self.progress = progress or Progress()
         self.context = RunContext(
             run_id or uuid.uuid4().hex[:12],
             pipeline.base_dir,
             Cancellation(grace_seconds=exec_config["shutdown_timeout"]),
+            self.progress,
         )
         self.input_type: str = pipeline.input["type"]
         self.output_type: str = pipeline.output["type"]
@@ -77,7 +79,6 @@ class Job:
         self.spool_dir: str | None = exec_config.get("spool_dir")
         self.input: InputPlugin = input_cls(self.input_config, self.context)
         self.output: OutputPlugin = output_cls()
-        self.progress = progress or Progress()
         self.resume = resume
 
     def schema(self) -> pa.Schema:
@@ -167,6 +168,7 @@ class Job:
             schema = self.schema()
             source, checkpoint, spool = self._sources()
             task_count = source.task_count()
+            self.progress.total = source.row_count()
             summary.tasks = task_count
             if checkpoint is not None and checkpoint.state.complete:
                 summary.status = "success"

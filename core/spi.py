@@ -31,6 +31,16 @@ from arrowbulk.cancel import Cancellation
 ConfigDiff = dict[str, Any]
 
 
+class Reporter:
+    """Where plugins report progress the host shows (the bar or the log lines); a no-op here."""
+
+    def acknowledge(self, rows: int) -> None:
+        """``rows`` more records are settled at the destination (accepted or rejected)."""
+
+    def status(self, describe: Callable[[], str]) -> None:
+        """``describe()`` says what the output is waiting on ("" for nothing), when asked."""
+
+
 @dataclass(frozen=True)
 class RunContext:
     """Facts about the run that every plugin may need."""
@@ -42,6 +52,8 @@ class RunContext:
     #: Set when the job must stop (a signal, a failed write, a task's error), with the reason;
     #: a plugin that starts work of its own registers ``on_cancel`` to stop starting it.
     cancellation: Cancellation = field(default_factory=Cancellation, compare=False)
+    #: Progress the host shows: records settled, what the output waits on.
+    reporter: Reporter = field(default_factory=Reporter, compare=False)
 
     def resolve(self, path: str) -> Path:
         """A config path, made absolute against the config file's folder."""
@@ -124,6 +136,10 @@ class InputPlugin(PluginBase):
     def describe_task(self, task_index: int) -> str:
         """A short name for a task, used in messages ("users.parquet row group 3")."""
         return f"task {task_index}"
+
+    def row_count(self) -> int | None:
+        """How many rows the input holds, if known without reading it (for a percentage)."""
+        return None
 
     def fingerprint(self) -> dict[str, Any] | None:
         """What identifies the rows this input yields (files, sizes, times), for ``--resume``.

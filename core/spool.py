@@ -138,6 +138,9 @@ class SpooledInput(InputPlugin):
     def fingerprint(self) -> dict[str, Any] | None:
         return {"spooled rows": self.rows}
 
+    def row_count(self) -> int:
+        return sum(self.rows)
+
 
 def spool_folder(state: Path | None, spool_dir: str | None, context: RunContext) -> Path:
     """Where a job's spool lives: beside the resume state, or a new temporary folder."""

@@ -154,7 +154,7 @@ def test_progress_is_reported_as_log_lines_when_not_on_a_terminal(caplog) -> Non
         progress.add(1234)
         time.sleep(0.2)
         progress.stop()
-    assert any("progress: 1234 rows" in r.getMessage() for r in caplog.records)
+    assert any("progress: read 1,234" in r.getMessage() for r in caplog.records)
 
 
 def test_progress_draws_a_bar_on_a_terminal() -> None:
@@ -173,4 +173,39 @@ def test_progress_draws_a_bar_on_a_terminal() -> None:
     progress.add(5000)
     time.sleep(0.5)
     progress.stop()
-    assert "5,000 rows" in screen.getvalue() and "rows/s" in screen.getvalue()
+    assert "read 5,000" in screen.getvalue() and "rows/s" in screen.getvalue()
+
+
+def test_progress_shows_settled_rows_a_percentage_an_eta_and_what_it_waits_on() -> None:
+    from arrowbulk.progress import Progress
+
+    progress = Progress()
+    progress.total = 10_000
+    progress.add(6_000)
+    progress.acknowledge(2_500)
+    progress.status(lambda: "3 request(s) before a retry")
+    line = progress.line()
+    assert "read 6,000 of 10,000" in line and "settled 2,500" in line and "25%" in line
+    assert "ETA " in line and "waiting: 3 request(s) before a retry" in line
+
+
+def test_a_jobs_progress_counts_what_the_destination_settled(run_insider, sandbox) -> None:
+    from arrowbulk.progress import Progress
+
+    seen: list[Progress] = []
+    original = Progress.stop
+
+    def stop(self: Progress) -> None:
+        seen.append(self)
+        original(self)
+
+    import pytest
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Progress, "stop", stop)
+        table = sample_table(10).select(["id", "name"]).rename_columns(["uuid", "name"])
+        table = table.set_column(0, "uuid", table.column("uuid").cast("string"))
+        run = run_insider(table, skip_invalid_records=True)
+    assert run.code == 0, run.err
+    line = seen[-1].line()
+    assert "settled 10" in line, line

@@ -83,6 +83,7 @@ class RateLimiter:
         self.updated = self.last_cut = time.monotonic()
         self.accepted: deque[float] = deque()  # times of answers other than 429, last second
         self.lock = threading.Lock()
+        self.waiting = 0  # threads waiting for a token now
 
     def _capacity(self) -> float:
         return max(1.0, self.rate / 10)
@@ -100,8 +101,13 @@ class RateLimiter:
                     self.tokens -= 1.0
                     return
                 wait = (1.0 - self.tokens) / self.rate
-            if stop.wait(wait):
-                return
+                self.waiting += 1
+            try:
+                if stop.wait(wait):
+                    return
+            finally:
+                with self.lock:
+                    self.waiting -= 1
 
     def answered(self, over_quota: bool) -> None:
         """An answer came: a 429 (send slower than the API just accepted) or any other."""
@@ -143,6 +149,8 @@ class InsiderClient:
         self.task = task
         self.url = task.endpoint + task.operation.path
         self.limiter, self.budget, self.stop = limiter, budget, stop
+        self.retrying = 0  # requests sleeping before their next attempt
+        self._retrying_lock = threading.Lock()
         self.pool = urllib3.PoolManager(
             num_pools=2,
             maxsize=task.max_in_flight,  # the window's ceiling: one connection per request
@@ -274,8 +282,14 @@ class InsiderClient:
         delay = random.uniform(0, cap)  # full jitter
         if retry_after is not None:
             delay = max(delay, min(retry_after, _MAX_RETRY_AFTER))
-        if self.stop.wait(delay):
-            raise JobError(f"the job is stopping; not retrying ({problem})")
+        with self._retrying_lock:
+            self.retrying += 1
+        try:
+            if self.stop.wait(delay):
+                raise JobError(f"the job is stopping; not retrying ({problem})")
+        finally:
+            with self._retrying_lock:
+                self.retrying -= 1
 
 
 class _Unreadable(Exception):

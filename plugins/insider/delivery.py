@@ -22,6 +22,7 @@ from arrowbulk.plugins.insider.config import InsiderTask
 from arrowbulk.plugins.insider.requests import Request, RequestBuilder
 from arrowbulk.plugins.insider.window import AdaptiveWindow
 from arrowbulk.rejects import RejectWriter
+from arrowbulk.spi import Reporter
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,12 @@ OnReject = Callable[[int, str, str, bytes, int], None]
 
 
 class Delivery:
-    def __init__(self, task: InsiderTask, rejects: RejectWriter) -> None:
+    def __init__(
+        self, task: InsiderTask, rejects: RejectWriter, reporter: Reporter | None = None
+    ) -> None:
         self.task = task
         self.rejects = rejects
+        self.reporter = reporter or Reporter()
         self.stop = threading.Event()
         self.budget = RetryBudget(task.retry_budget)
         self.client = InsiderClient(task, RateLimiter(task.rate_per_minute), self.budget, self.stop)
@@ -113,6 +117,15 @@ class Delivery:
             self.window.release(size)
             raise
 
+    def waiting_on(self) -> str:
+        """What sending waits on now, for the progress line ("" for nothing)."""
+        parts = []
+        if self.client.retrying:
+            parts.append(f"{self.client.retrying} request(s) before a retry")
+        if self.client.limiter.waiting:
+            parts.append(f"the rate limit ({self.client.limiter.rate * 60:,.0f}/min)")
+        return ", ".join(parts)
+
     def close(self) -> None:
         self.stop.set()
         # Pages waited for their answers (an aborted one only until the shutdown deadline): a
@@ -126,6 +139,7 @@ class Delivery:
         """Deliver; return whether every record of the request is settled (accepted or rejected)."""
         try:
             self._deliver(request, builder, tally, on_reject)
+            self.reporter.acknowledge(request.record_count)
             return True
         except ArrowbulkError as error:
             self.fail(error)

@@ -21,7 +21,6 @@ import orjson
 import pyarrow as pa
 
 from arrowbulk import OutputPlugin, PageOutput, RecordCheck, RunContext, TaskReport
-from arrowbulk.cancel import Cancellation
 from arrowbulk.errors import ArrowbulkError, JobError, RecordError
 from arrowbulk.plugins.insider.columns import Plan, plan_columns
 from arrowbulk.plugins.insider.config import InsiderTask, Operation, resolve
@@ -62,10 +61,11 @@ def steps(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
 class InsiderJob:
     """What the tasks of one job share."""
 
-    def __init__(self, task: InsiderTask, plan: Plan, cancellation: Cancellation) -> None:
+    def __init__(self, task: InsiderTask, plan: Plan, context: RunContext) -> None:
         self.task = task
         self.plan = plan
-        self.cancellation = cancellation
+        self.cancellation = cancellation = context.cancellation
+        self.reporter = context.reporter
         self.spec = load_spec()
         self.encoder = Encoder(layout(plan))
         # Events only: each event's user (a request groups a user's events under one object).
@@ -73,7 +73,8 @@ class InsiderJob:
             Encoder(identifier_group(plan)) if plan.operation is Operation.EVENTS else None
         )
         self.rejects = RejectWriter(task.reject_file, task.run_id)
-        self.delivery = Delivery(task, self.rejects)
+        self.delivery = Delivery(task, self.rejects, context.reporter)
+        context.reporter.status(self.delivery.waiting_on)
         # The host stops the job (a signal, a failed state write, another task's error): stop
         # starting requests at once; those in flight are awaited until the deadline.
         cancellation.on_cancel(self._stop)
@@ -140,7 +141,7 @@ class InsiderOutput(OutputPlugin):
         self, config: Mapping[str, Any], schema: pa.Schema, task_count: int, control: Any
     ) -> dict[str, Any]:
         task, plan = self.check(config, schema, control.context)
-        self.job = InsiderJob(task, plan, control.context.cancellation)
+        self.job = InsiderJob(task, plan, control.context)
         try:
             control.run((task, plan))
         finally:
@@ -459,6 +460,7 @@ class InsiderPage(PageOutput):
             _write_reject(self.job.rejects, self.task_index, first_row, batch, issue)
             with self.tally.lock:
                 self.tally.reject(issue.reason)
+        self.job.reporter.acknowledge(len(issues))
         if not self.task.skip_invalid_records:
             issue = issues[0]
             raise RecordError(
