@@ -37,6 +37,10 @@ from arrowbulk.summary import JobSummary, merge_detail
 log = logging.getLogger(__name__)
 
 
+#: Tasks that may wait for their commit at once (a commit that only waits costs a thread).
+COMMIT_THREADS = 64
+
+
 class TaskCancelled(JobError):
     """Another task failed; this one stopped at its next batch."""
 
@@ -244,13 +248,25 @@ class _TaskControl:
         self.check_report: TaskReport | None = None
         self._lock = threading.Lock()
         self.cancellation = job.cancellation
+        self._commit_pool: ThreadPoolExecutor | None = None
+        self._commit_futures: list[Future[None]] = []
 
     def run(self, task: Any) -> list[TaskReport]:
         self.task = task
         self._record_check(task)
         threads = max(1, min(self.job.max_threads, self.task_count))
-        with ThreadPoolExecutor(threads, thread_name_prefix="arrowbulk-task") as pool:
+        # Two pools: ``max_threads`` threads feed tasks (the CPU work); committing, which may
+        # only wait (for a destination's answers), happens beside them, so a thread moves on to
+        # the next task instead of idling one round trip per task.
+        with (
+            ThreadPoolExecutor(threads, thread_name_prefix="arrowbulk-task") as pool,
+            ThreadPoolExecutor(COMMIT_THREADS, thread_name_prefix="arrowbulk-commit") as commits,
+        ):
+            self._commit_pool = commits
             futures = [pool.submit(self._run_task, task, i) for i in range(self.task_count)]
+            _first_error(futures)  # every task fed (or stopped)
+            with self._lock:
+                futures += self._commit_futures
             first_error = _first_error(futures)
         if first_error is not None:
             raise first_error
@@ -304,12 +320,15 @@ class _TaskControl:
             raise
 
     def _run_task(self, task: Any, index: int) -> None:
+        """Feed one task (open, add every batch, finish), then hand it to be committed.
+
+        The host owns the task's lifetime across both: any error aborts it (abort unless
+        committed) and close is always called, in :class:`TaskScope`.
+        """
         rows = [0]  # rows handed to the output so far; read by the error path too
-        scope: TaskScope | None = None
-        checkpoint = self.checkpoint
         skip = 0
-        if checkpoint is not None:
-            state = checkpoint.task(index)
+        if self.checkpoint is not None:
+            state = self.checkpoint.task(index)
             if state.done:
                 self.reports[index], self.committed[index] = (
                     TaskReport(details={"resumed_tasks_skipped": 1}),
@@ -317,34 +336,51 @@ class _TaskControl:
                 )
                 return
             skip = state.settled
+        scope: TaskScope | None = None
         try:
-            with TaskScope(self.job.output.open(task, self.schema, index)) as scope:
-                try:
-                    if checkpoint is not None:
-                        scope.page.track(
-                            lambda settled, in_doubt: self._track(index, settled, in_doubt)
-                        )
-                        if skip:
-                            scope.page.skip(skip)
-                    for batch in self._batches(index, rows, skip):
-                        scope.page.add(batch)
-                    scope.page.finish()
-                    report = scope.commit()
-                except BaseException as error:
-                    # The whole job stops for this reason, known before abort() runs.
-                    self.cancellation.cancel(error)
-                    raise
-            report.settle(rows[0])
-            self.reports[index] = report
-            self.committed[index] = True
-            if checkpoint is not None:
-                checkpoint.update(index, settled=skip + rows[0], done=True)
+            scope = TaskScope(self.job.output.open(task, self.schema, index))
+            if self.checkpoint is not None:
+                scope.page.track(lambda settled, in_doubt: self._track(index, settled, in_doubt))
+                if skip:
+                    scope.page.skip(skip)
+            for batch in self._batches(index, rows, skip):
+                scope.page.add(batch)
+            scope.page.finish()
         except BaseException as error:
-            self.cancellation.cancel(error)
-            partial = scope.partial if scope is not None and scope.partial else TaskReport()
-            partial.settle(rows[0])
-            self.reports[index] = partial
+            self._fail_task(scope, error, index, rows[0])
             raise
+        assert self._commit_pool is not None
+        with self._lock:
+            self._commit_futures.append(
+                self._commit_pool.submit(self._commit_task, scope, index, rows[0], skip)
+            )
+
+    def _commit_task(self, scope: TaskScope, index: int, rows: int, skip: int) -> None:
+        try:
+            report = scope.commit()
+        except BaseException as error:
+            self._fail_task(scope, error, index, rows)
+            raise
+        scope.__exit__(None, None, None)  # close
+        report.settle(rows)
+        self.reports[index] = report
+        self.committed[index] = True
+        if self.checkpoint is not None:
+            self.checkpoint.update(index, settled=skip + rows, done=True)
+
+    def _fail_task(
+        self, scope: TaskScope | None, error: BaseException, index: int, rows: int
+    ) -> None:
+        # The whole job stops for this reason, known before abort() runs.
+        self.cancellation.cancel(error)
+        if scope is not None:
+            try:
+                scope.__exit__(type(error), error, error.__traceback__)  # abort, close
+            except BaseException as cleanup_error:  # abort/close failed without an error to note on
+                error.add_note(f"cleanup failed too: {cleanup_error!r}")
+        partial = scope.partial if scope is not None and scope.partial else TaskReport()
+        partial.settle(rows)
+        self.reports[index] = partial
 
     def _track(self, index: int, settled: int, in_doubt: int) -> None:
         """The page's progress into the state; a failed write stops the whole job."""

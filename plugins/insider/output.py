@@ -250,9 +250,10 @@ class InsiderPage(PageOutput):
         self.progress_lock = threading.Lock()
         self.recent_lock = threading.Lock()
         self._queued_through = 0  # rows [0, n) are queued, sent or rejected
-        # request id -> (its rows, their highest) for requests handed to delivery that still
-        # have rows at or above the watermark: what a resume would send a second time
-        self._out: dict[int, tuple[np.ndarray, int]] = {}
+        # request id -> (its rows, their highest, their lowest) for requests handed to
+        # delivery that still have rows at or above the watermark: what a resume would send a
+        # second time (kept only when a resume state is tracked)
+        self._out: dict[int, tuple[np.ndarray, int, int]] = {}
         self._pending_first: int | None = None  # the builder's lowest waiting row, as last seen
         self._unsettled: dict[int, int] = {}  # request id -> its first row
         self._recent: dict[int, pa.RecordBatch] = {}  # chunk's first row -> its source rows
@@ -341,8 +342,14 @@ class InsiderPage(PageOutput):
 
     def _going_out(self, request: Request) -> None:
         """Recorded before it goes out: a crash from here on resends at most these rows."""
+        if self._progress is None:
+            return  # no resume state: nothing to record
         with self.progress_lock:
-            self._out[id(request)] = (request.rows, int(request.rows.max()))
+            self._out[id(request)] = (
+                request.rows,
+                int(request.rows.max()),
+                int(request.rows.min()),
+            )
         self._report_progress()
 
     def _request_done(self, key: int, future: Future[bool]) -> None:
@@ -360,9 +367,11 @@ class InsiderPage(PageOutput):
                 candidates.append(self._pending_first)
             settled = min(candidates)
             in_doubt = 0
-            for key, (rows, highest) in list(self._out.items()):
+            for key, (rows, highest, lowest) in list(self._out.items()):
                 if highest < settled:
                     del self._out[key]
+                elif lowest >= settled:
+                    in_doubt += len(rows)  # wholly above: no need to look at each row
                 else:
                     in_doubt += int(np.count_nonzero(rows >= settled))
         with self.recent_lock:
@@ -394,12 +403,11 @@ class InsiderPage(PageOutput):
                 self._send([request])
 
     def finish(self) -> None:
+        """Send what the builder holds; the answers are awaited in ``commit``, so the thread
+        that fed this task can feed the next one meanwhile."""
         with self.lock:
             request = self.builder.close()
             self._send([request] if request is not None else [])
-        self._await_answers()
-        self._report_progress()
-        self.job.delivery.raise_if_failed()
 
     def _await_answers(self) -> int:
         """Wait for every answer; once the job is stopping, only until its deadline.
@@ -417,6 +425,9 @@ class InsiderPage(PageOutput):
         return 0
 
     def commit(self) -> TaskReport:
+        self._await_answers()
+        self._report_progress()
+        self.job.delivery.raise_if_failed()
         return self._report()
 
     def abort(self) -> TaskReport:

@@ -22,7 +22,7 @@ from collections import deque
 class AdaptiveWindow:
     """Slots for requests in flight; ``acquire`` before sending, ``release`` after the answer."""
 
-    def __init__(self, ceiling: int, max_bytes: int, initial: int = 16) -> None:
+    def __init__(self, ceiling: int, max_bytes: int, initial: int = 32) -> None:
         self.ceiling = ceiling
         self.max_bytes = max_bytes
         self.limit = float(min(initial, ceiling))
