@@ -3,8 +3,9 @@
 A query without a total order (``GROUP BY`` without ``ORDER BY``, parallel scans) returns its
 rows in another order each time it runs, so neither the record check before sending nor a
 ``--resume`` that skips rows by position may run it again. The host therefore writes such an
-input (``replayable = False``) once to Arrow IPC files compressed with zstd, one per task, and
-the record check, the send and every resume read those files. With ``--resume STATE`` the spool
+input (``replayable = False``) once to Arrow IPC files compressed with zstd, in parts of
+SPOOL_PART_ROWS rows that become the job's tasks (so a query's single stream is encoded by every
+thread), and the record check, the send and every resume read those files. With ``--resume STATE`` the spool
 lives beside the state (``STATE.spool/``) until the job completes; otherwise in a temporary
 folder removed when the run ends.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -144,8 +146,6 @@ class SpooledInput(InputPlugin):
 
 def spool_folder(state: Path | None, spool_dir: str | None, context: RunContext) -> Path:
     """Where a job's spool lives: beside the resume state, or a new temporary folder."""
-    import tempfile
-
     if state is not None:
         return state.with_name(state.name + ".spool")
     parent = context.resolve(spool_dir) if spool_dir else None
