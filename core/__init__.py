@@ -19,6 +19,8 @@ from arrowbulk.secret import Secret
 from arrowbulk.spi import (
     Command,
     Control,
+    FilterPlugin,
+    FilterValueError,
     InputPlugin,
     OutputPlugin,
     PageOutput,
@@ -37,6 +39,8 @@ __all__ = [
     "Command",
     "ConfigError",
     "Control",
+    "FilterPlugin",
+    "FilterValueError",
     "InputPlugin",
     "Interrupted",
     "JobError",

@@ -39,6 +39,7 @@ class PipelineConfig:
     output: dict[str, Any]
     exec: dict[str, Any]
     base_dir: Path
+    filters: tuple[dict[str, Any], ...] = ()
 
 
 def load_pipeline_file(path: Path, environ: Mapping[str, str] | None = None) -> PipelineConfig:
@@ -105,11 +106,11 @@ def pipeline_from_mapping(
     """Check the top level of a pipeline and interpolate its environment variables."""
     if not isinstance(document, dict):
         raise ConfigError("a pipeline config must be a mapping with 'in:' and 'out:' sections")
-    unknown = sorted(set(document) - {"in", "out", "exec"})
+    unknown = sorted(set(document) - {"in", "out", "exec", "filters"})
     if unknown:
         raise ConfigError(
             f"unknown top-level key(s) {', '.join(map(repr, unknown))}: "
-            "a pipeline has only 'in:', 'out:' and 'exec:'"
+            "a pipeline has only 'in:', 'filters:', 'out:' and 'exec:'"
         )
     env = os.environ if environ is None else environ
     sections: dict[str, dict[str, Any]] = {}
@@ -127,7 +128,15 @@ def pipeline_from_mapping(
             raise ConfigError(
                 f"{key}.type: required; name the plugin, e.g. '{key}: {{type: file}}'"
             )
-    return PipelineConfig(sections["in"], sections["out"], sections["exec"], base_dir)
+    filters = document.get("filters") or []
+    if not isinstance(filters, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("type"), str) for f in filters
+    ):
+        raise ConfigError(
+            "filters: must be a list of mappings with a type, e.g. 'filters: [{type: rename, case: snake}]'"
+        )
+    chain = tuple(interpolate(f, env, f"filters[{i}]") for i, f in enumerate(filters))
+    return PipelineConfig(sections["in"], sections["out"], sections["exec"], base_dir, chain)
 
 
 def interpolate(value: Any, environ: Mapping[str, str], path: str) -> Any:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from arrowbulk.spi import Command, InputPlugin, OutputPlugin
+    from arrowbulk.spi import Command, FilterPlugin, InputPlugin, OutputPlugin
 
 PROJECT_NAME = "arrowbulk"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -35,6 +35,15 @@ def register_output_plugins(register: Callable[[type[OutputPlugin]], None]) -> N
 
     ``cls`` is a subclass of :class:`arrowbulk.spi.OutputPlugin`; its ``type_name`` is the
     name a config uses under ``out: {type: ...}``.
+    """
+
+
+@hookspec
+def register_filter_plugins(register: Callable[[type[FilterPlugin]], None]) -> None:
+    """Fires once, when the host loads plugins; call ``register(cls)`` for each filter type.
+
+    ``cls`` is a subclass of :class:`arrowbulk.spi.FilterPlugin`; its ``type_name`` is the
+    name a config uses in ``filters: [{type: ...}]``.
     """
 
 

@@ -20,7 +20,7 @@ import pluggy
 
 from arrowbulk import hookspecs
 from arrowbulk.errors import ConfigError
-from arrowbulk.spi import Command, InputPlugin, OutputPlugin, PluginBase
+from arrowbulk.spi import Command, FilterPlugin, InputPlugin, OutputPlugin, PluginBase
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class Registry:
 
     inputs: dict[str, PluginInfo] = field(default_factory=dict)
     outputs: dict[str, PluginInfo] = field(default_factory=dict)
+    filters: dict[str, PluginInfo] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     commands: dict[str, Command] = field(default_factory=dict)
 
@@ -64,6 +65,12 @@ class Registry:
 
     def output_class(self, name: str) -> type[OutputPlugin]:
         return cast(type[OutputPlugin], self._find(self.outputs, name, "out").cls)
+
+    def filter_class(self, name: str, where: str) -> type[FilterPlugin]:
+        if name in self.filters:
+            return cast(type[FilterPlugin], self.filters[name].cls)
+        known = ", ".join(sorted(self.filters)) or "none"
+        raise ConfigError(f"{where}.type: no filter plugin named {name!r} (installed: {known})")
 
     def _find(self, table: dict[str, PluginInfo], name: str, section: str) -> PluginInfo:
         if name in table:
@@ -83,12 +90,14 @@ class Registry:
         return Registry(
             {**self.inputs, cls.type_name: info},
             dict(self.outputs),
+            dict(self.filters),
             dict(self.failures),
             dict(self.commands),
         )
 
     def as_json(self) -> list[dict[str, Any]]:
-        rows = [info.as_json() for info in [*self.inputs.values(), *self.outputs.values()]]
+        tables = [*self.inputs.values(), *self.filters.values(), *self.outputs.values()]
+        rows = [info.as_json() for info in tables]
         rows += [
             {"kind": "failed", "name": name, "error": error}
             for name, error in sorted(self.failures.items())
@@ -157,6 +166,12 @@ def load_registry(only: set[str] | None = None, extra: Sequence[object] = ()) ->
         "register_output_plugins",
         register_into(registry.outputs, "output", OutputPlugin),
     )
+    _call_guarded(
+        manager,
+        registry,
+        "register_filter_plugins",
+        register_into(registry.filters, "filter", FilterPlugin),
+    )
     _call_guarded(manager, registry, "register_commands", register_command)
     return registry
 
@@ -176,7 +191,8 @@ def _register_guarded(
     if not manager.get_hookcallers(plugin):
         log.warning(
             "plugin %r registers nothing: no function marked @hookimpl with a hook's name "
-            "(register_input_plugins, register_output_plugins, register_commands)",
+            "(register_input_plugins, register_filter_plugins, register_output_plugins, "
+            "register_commands)",
             name,
         )
         registry.failures[name] = "registers nothing (no @hookimpl with a hook's name)"

@@ -26,6 +26,7 @@ from arrowbulk.cancel import Cancellation, Interrupted
 from arrowbulk.checkpoint import Checkpoint, StateLock
 from arrowbulk.config import PipelineConfig, validate_section
 from arrowbulk.errors import ArrowbulkError, ConfigError, JobError, RecordError, SchemaError
+from arrowbulk.filtering import FilteredInput
 from arrowbulk.lifecycle import TaskScope
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry
@@ -82,6 +83,20 @@ class Job:
         self.max_threads: int = exec_config.get("max_threads") or os.cpu_count() or 1
         self.spool_dir: str | None = exec_config.get("spool_dir")
         self.input: InputPlugin = input_cls(self.input_config, self.context)
+        self.filter_configs = [
+            validate_section(
+                f"filters[{i}]",
+                config,
+                registry.filter_class(config["type"], f"filters[{i}]").config_schema(),
+            )
+            for i, config in enumerate(pipeline.filters)
+        ]
+        if self.filter_configs:
+            filters = [
+                registry.filter_class(c["type"], f"filters[{i}]")(c, self.context)
+                for i, c in enumerate(self.filter_configs)
+            ]
+            self.input = FilteredInput(self.input, filters)
         self.output: OutputPlugin = output_cls()
         self.resume = resume
 
@@ -109,6 +124,7 @@ class Job:
             fingerprint = {"spooled": True}
         described = {
             "input config": self.input_config,
+            "filters": self.filter_configs,
             "input data": fingerprint,
             "output config": self.output.resume_identity(self.output_config),
         }

@@ -149,6 +149,36 @@ class InputPlugin(PluginBase):
         return None
 
 
+class FilterPlugin(PluginBase):
+    """Changes batches between the input and the output, one batch in, one batch out.
+
+    Embulk's filter plugins on Arrow: ``transform_schema`` maps the input's schema when the job
+    starts (so preview, validate and the output see the filtered columns), ``filter`` maps each
+    batch, row-wise (it sees one batch at a time, never the whole input).
+    """
+
+    def __init__(self, config: Mapping[str, Any], context: RunContext) -> None:
+        self.config = config
+        self.context = context
+
+    @abstractmethod
+    def transform_schema(self, schema: pa.Schema) -> pa.Schema:
+        """The schema of the batches ``filter`` returns for batches of ``schema``; raise
+        ``ConfigError`` / ``SchemaError`` naming the column when the config does not fit."""
+
+    @abstractmethod
+    def filter(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The batch, changed; raise :class:`FilterValueError` for a value it cannot take."""
+
+
+class FilterValueError(ValueError):
+    """A value a filter cannot take: the host adds the task and the row to the message."""
+
+    def __init__(self, column: str, position: int, value: Any, problem: str) -> None:
+        super().__init__(f"column {column}: {value!r} {problem}")
+        self.column, self.position, self.value, self.problem = column, position, value, problem
+
+
 class PageOutput(ABC):
     """One task's writer: receives batches, then is committed or aborted."""
 

@@ -89,6 +89,35 @@ def test_register_output_plugins() -> None:
     assert {"file", "null", "sink"} <= set(registry.outputs)
 
 
+def test_register_filter_plugins() -> None:
+    from arrowbulk import FilterPlugin
+
+    class Passthrough(FilterPlugin):
+        type_name = "passthrough"
+
+        @classmethod
+        def config_schema(cls) -> Mapping[str, Any]:
+            return {"type": "object"}
+
+        def transform_schema(self, schema: pa.Schema) -> pa.Schema:
+            return schema
+
+        def filter(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+            return batch
+
+    class Filters:
+        @hookimpl
+        def register_filter_plugins(self, register: Callable[[type[FilterPlugin]], None]) -> None:
+            register(Passthrough)
+
+    registry = load_registry(extra=[Filters()])
+    assert registry.filter_class("passthrough", "filters[0]") is Passthrough
+    assert {"rename", "columns", "sql"} <= set(registry.filters)
+    assert {"kind": "filter", "name": "passthrough"}.items() <= next(
+        row for row in registry.as_json() if row["name"] == "passthrough"
+    ).items()
+
+
 def test_register_commands() -> None:
     registry = load_registry(extra=[TestPlugin()])
     assert "hello" in registry.commands

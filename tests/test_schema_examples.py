@@ -26,6 +26,20 @@ EXAMPLES: dict[str, tuple[Any, Any]] = {
         {"type": "sql", "query": "SELECT 1", "tables": {"bad name": "x"}},
     ),
     "null/output.json": ({"type": "null"}, {"type": "null", "path": "x"}),
+    "filters/rename.json": (
+        {"type": "rename", "case": "snake", "columns": {"user_id": "uuid"}},
+        {"type": "rename", "case": "camel"},
+    ),
+    "filters/columns.json": (
+        {
+            "type": "columns",
+            "drop": ["x"],
+            "cast": {"at": {"type": "timestamp", "format": "%d/%m/%Y"}, "n": "int64"},
+            "add": {"source": "crm"},
+        },
+        {"type": "columns", "select": ["a"], "drop": ["b"]},
+    ),
+    "filters/sql.json": ({"type": "sql", "query": "SELECT * FROM batch"}, {"type": "sql"}),
     "insider/output.json": (
         {"type": "insider", "api_key": "k", "partner_name": "acme", "export_mode": "USER_EVENTS"},
         {"type": "insider", "partner_name": "acme", "max_records_per_request": 1001},

@@ -72,7 +72,7 @@ class RateLimiter:
     Bursts are a tenth of a second's worth (at least one request), so a second never holds
     much more than the rate. On a 429 the rate drops to 90% of what the API accepted in the
     last second (at most once a second: one window's 429s come together); each second without
-    one it climbs back by 3% (at least one request a minute), up to ``per_minute``. So a quota
+    one it climbs back by 2% (at least one request a minute), up to ``per_minute``. So a quota
     below the configured limit is found and held without storms of 429s.
     """
 
@@ -93,7 +93,7 @@ class RateLimiter:
             with self.lock:
                 now = time.monotonic()
                 if self.rate < self.ceiling and now - self.last_cut >= 1.0:
-                    self.rate = min(self.ceiling, self.rate * 1.03 + 1 / 60)
+                    self.rate = min(self.ceiling, self.rate * 1.02 + 1 / 60)
                     self.last_cut = now
                 self.tokens = min(self._capacity(), self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
