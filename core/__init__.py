@@ -4,7 +4,10 @@ Plugin authors need only this module: ``hookimpl`` to mark the registration hook
 base classes an input or output implements.
 """
 
+from arrowbulk.arrow_types import children, decode, plain_type
+from arrowbulk.batches import rebatch
 from arrowbulk.cancel import Cancellation, Interrupted
+from arrowbulk.config import checked_secret
 from arrowbulk.digest import file_digest
 from arrowbulk.errors import (
     ArrowbulkError,
@@ -15,6 +18,9 @@ from arrowbulk.errors import (
     SchemaError,
 )
 from arrowbulk.hookspecs import hookimpl
+from arrowbulk.jsonable import NotJson, jsonable
+from arrowbulk.rejects import RejectWriteError, RejectWriter
+from arrowbulk.resources import load_schema
 from arrowbulk.secret import Secret
 from arrowbulk.spi import (
     Command,
@@ -29,6 +35,7 @@ from arrowbulk.spi import (
     RunContext,
     TaskReport,
 )
+from arrowbulk.writable import check_writable_folder
 
 __version__ = "0.1.0"
 
@@ -44,16 +51,27 @@ __all__ = [
     "InputPlugin",
     "Interrupted",
     "JobError",
+    "NotJson",
     "OutputPlugin",
     "PageOutput",
     "RecordCheck",
     "RecordError",
+    "RejectWriteError",
+    "RejectWriter",
     "Reporter",
     "RunContext",
     "SchemaError",
     "Secret",
     "TaskReport",
     "__version__",
+    "check_writable_folder",
+    "checked_secret",
+    "children",
+    "decode",
     "file_digest",
     "hookimpl",
+    "jsonable",
+    "load_schema",
+    "plain_type",
+    "rebatch",
 ]

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-from arrowbulk.errors import ConfigError, JobError
+from arrowbulk import ConfigError, JobError
 
 #: Number texts that the number gives back (apart from the exponent's spelling).
 _INTEGER = r"^-?(0|[1-9][0-9]{0,17})$"

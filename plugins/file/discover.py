@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-from arrowbulk.errors import ConfigError
+from arrowbulk import ConfigError
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 

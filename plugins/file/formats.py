@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from arrowbulk.errors import ConfigError
+from arrowbulk import ConfigError
 
 #: Compressed text files are read through a decompressing stream.
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}

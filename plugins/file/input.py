@@ -24,15 +24,20 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import pyarrow.types as pat
 
-from arrowbulk import InputPlugin, RunContext
-from arrowbulk.batches import rebatch
-from arrowbulk.digest import file_digest
-from arrowbulk.errors import ConfigError, JobError, SchemaError
+from arrowbulk import (
+    ConfigError,
+    InputPlugin,
+    JobError,
+    RunContext,
+    SchemaError,
+    file_digest,
+    load_schema,
+    rebatch,
+)
 from arrowbulk.plugins.file.csv_types import cast_checked, is_number, named_type, safe_inferred
 from arrowbulk.plugins.file.discover import Found, find_files
 from arrowbulk.plugins.file.formats import format_of, open_stream
 from arrowbulk.plugins.file.json_depth import check_json_depth
-from arrowbulk.resources import load_schema
 
 # Block size for CSV / JSON readers: large enough for speed, small enough to bound memory.
 _BLOCK_BYTES = 1 << 20

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from arrowbulk.errors import JobError
+from arrowbulk import JobError
 from arrowbulk.plugins.file.formats import open_stream
 
 #: Deeper than any real record; far below where Arrow's reader crashes (~10,000).

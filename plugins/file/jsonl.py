@@ -26,8 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-from arrowbulk.errors import JobError, SchemaError
-from arrowbulk.jsonable import NotJson, jsonable
+from arrowbulk import JobError, NotJson, SchemaError, jsonable
 
 #: Rows encoded at a time: Python objects exist for this many rows only.
 SLICE_ROWS = 1024

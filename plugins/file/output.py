@@ -18,12 +18,18 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from arrowbulk import OutputPlugin, PageOutput, RunContext, TaskReport
-from arrowbulk.errors import ConfigError, JobError
+from arrowbulk import (
+    ConfigError,
+    JobError,
+    OutputPlugin,
+    PageOutput,
+    RunContext,
+    TaskReport,
+    load_schema,
+)
 from arrowbulk.plugins.file.formats import format_of
 from arrowbulk.plugins.file.jsonl import check_jsonl_types, json_lines
 from arrowbulk.plugins.file.types import check_parquet_types, conform
-from arrowbulk.resources import load_schema
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.types as pat
 
-from arrowbulk.arrow_types import children, decode, plain_type
-from arrowbulk.errors import SchemaError
+from arrowbulk import SchemaError, children, decode, plain_type
 
 #: Types Parquet has no place for (Arrow's writer refuses them).
 _NOT_IN_PARQUET = {

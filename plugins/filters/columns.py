@@ -16,10 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-from arrowbulk import FilterPlugin, FilterValueError
-from arrowbulk.errors import ConfigError
+from arrowbulk import ConfigError, FilterPlugin, FilterValueError, load_schema
 from arrowbulk.plugins.file.csv_types import named_type
-from arrowbulk.resources import load_schema
 
 _TRUE = ["true", "yes", "y", "1"]
 _FALSE = ["false", "no", "n", "0"]

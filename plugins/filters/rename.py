@@ -8,9 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from arrowbulk import FilterPlugin
-from arrowbulk.errors import ConfigError
-from arrowbulk.resources import load_schema
+from arrowbulk import ConfigError, FilterPlugin, load_schema
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NOT_WORD = re.compile(r"[^0-9a-zA-Z]+")

@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from arrowbulk import FilterPlugin
-from arrowbulk.errors import ConfigError, JobError
-from arrowbulk.resources import load_schema
+from arrowbulk import ConfigError, FilterPlugin, JobError, load_schema
 
 if TYPE_CHECKING:
     import duckdb

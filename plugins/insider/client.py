@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 import urllib3
 
-from arrowbulk.errors import AuthError, JobError
+from arrowbulk import AuthError, JobError
 from arrowbulk.plugins.insider.config import InsiderTask
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, *range(520, 531)})

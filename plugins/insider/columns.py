@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.types as pat
 
-from arrowbulk.errors import SchemaError
+from arrowbulk import SchemaError
 from arrowbulk.plugins.insider.config import InsiderTask, Operation
 from arrowbulk.plugins.insider.spec import (
     AUDIENCE_COLUMNS,

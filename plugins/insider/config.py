@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from arrowbulk import RunContext, Secret
-from arrowbulk.config import checked_secret
-from arrowbulk.errors import ConfigError
+from arrowbulk import ConfigError, RunContext, Secret, checked_secret
 
 API_KEY_ENV = "INSIDER_API_KEY"
 ENDPOINT_ENV = "INSIDER_ENDPOINT"

@@ -16,13 +16,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from arrowbulk.errors import ArrowbulkError, JobError, RecordError
+from arrowbulk import ArrowbulkError, JobError, RecordError, RejectWriter, Reporter
 from arrowbulk.plugins.insider.client import Answer, InsiderClient, RateLimiter, RetryBudget
 from arrowbulk.plugins.insider.config import InsiderTask
 from arrowbulk.plugins.insider.requests import Request, RequestBuilder
 from arrowbulk.plugins.insider.window import AdaptiveWindow
-from arrowbulk.rejects import RejectWriter
-from arrowbulk.spi import Reporter
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,19 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from arrowbulk import OutputPlugin, PageOutput, RecordCheck, RunContext, TaskReport
-from arrowbulk.errors import ArrowbulkError, JobError, RecordError
+from arrowbulk import (
+    ArrowbulkError,
+    JobError,
+    OutputPlugin,
+    PageOutput,
+    RecordCheck,
+    RecordError,
+    RejectWriter,
+    RunContext,
+    TaskReport,
+    check_writable_folder,
+    load_schema,
+)
 from arrowbulk.plugins.insider.columns import Plan, plan_columns
 from arrowbulk.plugins.insider.config import InsiderTask, Operation, resolve
 from arrowbulk.plugins.insider.delivery import Delivery, Tally
@@ -31,9 +42,6 @@ from arrowbulk.plugins.insider.prepare import Prepared, prepare
 from arrowbulk.plugins.insider.requests import Request, RequestBuilder
 from arrowbulk.plugins.insider.spec import load_spec
 from arrowbulk.plugins.insider.validate import Issue, RecordValidator
-from arrowbulk.rejects import RejectWriter
-from arrowbulk.resources import load_schema
-from arrowbulk.writable import check_writable_folder
 
 log = logging.getLogger(__name__)
 

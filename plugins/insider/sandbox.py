@@ -23,7 +23,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from arrowbulk.errors import ConfigError
+from arrowbulk import ConfigError
 
 MAX_USERS = 1000
 MAX_BODY = 5_000_000

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from arrowbulk.resources import load_schema
+from arrowbulk import load_schema
 
 IDENTIFIER_NAMES = ("email", "phone_number", "uuid")
 AUDIENCE_COLUMNS = ("td_audience_id", "td_audience_name")

@@ -7,8 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from arrowbulk import OutputPlugin, PageOutput, TaskReport
-from arrowbulk.resources import load_schema
+from arrowbulk import OutputPlugin, PageOutput, TaskReport, load_schema
 
 
 class NullOutput(OutputPlugin):

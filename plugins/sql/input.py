@@ -16,10 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from arrowbulk import InputPlugin, RunContext
-from arrowbulk.batches import rebatch
-from arrowbulk.errors import ConfigError, JobError
-from arrowbulk.resources import load_schema
+from arrowbulk import ConfigError, InputPlugin, JobError, RunContext, load_schema, rebatch
 
 if TYPE_CHECKING:
     import duckdb
