@@ -34,3 +34,22 @@ def test_audiences_need_ids_and_names_together(run_insider) -> None:
     assert run.code == 2
     assert "needs both td_audience_id and td_audience_name" in run.err
     assert "missing td_audience_name" in run.err
+
+
+def test_rejections_say_what_the_rule_means_and_how_to_fix_the_value(run_insider) -> None:
+    table = pa.table(
+        {
+            "uuid": ["u1", "u2", "u3", "u4"],
+            "phone_number": ["+905321234567", "0532 123 45 67", None, None],
+            "country": ["TR", "TR", "Turkey", "TR"],
+            "email": [None, None, None, "undefined"],
+        }
+    )
+    run = run_insider(table, skip_invalid_records=True)
+    assert run.code == 0, run.err
+    messages = {r["row"]: r["message"] for r in run.rejects}
+    assert "is not a phone number in E.164 form" in messages[1]
+    assert "write it in E.164, such as +905321234567" in messages[1]
+    assert '"Turkey" is not an ISO 3166-1 alpha-2 country code, such as TR' in messages[2]
+    assert '"undefined" is a placeholder, not a real value' in messages[3]
+    assert all("^" not in m for m in messages.values())  # no regular expressions

@@ -176,7 +176,7 @@ def event_table(names, stamps, **params) -> pa.Table:
         (
             event_table(["page_view", "PageView"], [NOW, NOW]),
             "event_name: pattern",
-            "does not match",
+            '"PageView" is not an event name in lowercase letters, digits and . _ -, such as page_view; write it in lowercase',
         ),
         (
             event_table(
@@ -199,7 +199,7 @@ def event_table(names, stamps, **params) -> pa.Table:
                 unit_sale_price=[1.0, 2.0],
             ),
             "currency: pattern",
-            "does not match",
+            '"usd" is not an ISO 4217 currency code, such as USD; write the three-letter code in capitals',
         ),
         (
             event_table(["coupon_used", "coupon_used"], [NOW, NOW - dt.timedelta(days=120)]),
@@ -214,7 +214,7 @@ def event_table(names, stamps, **params) -> pa.Table:
         (
             event_table(["x", "y"], [NOW, NOW], quantity=[1.0, 1.5]),
             "quantity: type",
-            "is not of type 'integer'",
+            "1.5 is a float; the spec wants integer",
         ),
     ],
     ids=["name", "purchase-required", "currency", "retention", "no-timestamp", "integer"],
@@ -289,7 +289,7 @@ def test_without_skipping_a_bad_last_row_stops_the_job_before_anything_is_sent(
         pa.table({"email": emails, "name": ["x"] * 3000}), max_records_per_request=100
     )
     assert run.code == 1
-    assert "row 2999, column email, rule pattern: 'broken' does not match" in run.err
+    assert 'row 2999, column email, rule pattern: "broken" is not an email address' in run.err
     assert "Nothing was sent" in run.err
     assert sandbox.requests == []
     assert run.rows == {"read": 3000, "accepted": 0, "rejected": 1, "unsent": 2999}

@@ -26,6 +26,7 @@ Check = Callable[[Prepared], pa.BooleanArray]
 _ANNOTATIONS = {
     "title",
     "description",
+    "fix",  # ours: how to fix a value that breaks the rule, shown in messages
     "$comment",
     "default",
     "examples",

@@ -11,6 +11,7 @@ an event older than its retention).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -282,7 +283,35 @@ def _first_error(validator: jsonschema.Draft202012Validator, json_text: str | No
     if json_text is None:
         return None
     error = jsonschema.exceptions.best_match(validator.iter_errors(orjson.loads(json_text)))
-    return error.message if error is not None else None
+    return _explain(error) if error is not None else None
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    """What the broken rule means, with the value and how to fix it; not a regular expression."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    value = json.dumps(error.instance, ensure_ascii=False)
+    meaning, fix = schema.get("description"), schema.get("fix")
+    if error.validator == "pattern":
+        text = (
+            f"{value} is not {meaning}"
+            if meaning
+            else f"{value} does not have the form the spec asks for"
+        )
+    elif error.validator == "not":
+        text = (
+            f"{value} is a placeholder, not a real value (Insider advises never to send "
+            "'undefined', 'null', 'anonymous', '0' and the like as identifiers)"
+        )
+        fix = fix or "leave it null, or send the user's real identifier"
+    elif error.validator == "type":
+        text = (
+            f"{value} is a {type(error.instance).__name__}; the spec wants {error.validator_value}"
+        )
+    elif error.validator in {"maxLength", "minLength", "maxItems", "minItems"}:
+        text = f"{value} breaks {error.validator} {error.validator_value}"
+    else:
+        text = error.message
+    return f"{text}; {fix}" if fix else text
 
 
 def _message(checker: _ColumnValidator, values: Prepared, row: int) -> str:
