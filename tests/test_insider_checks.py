@@ -7,6 +7,7 @@ from typing import Any
 
 import jsonschema
 import pyarrow as pa
+from helpers import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_insider_encode import task_for
@@ -89,7 +90,7 @@ def jsonschema_verdict(row: dict[str, Any], plan: Any) -> bool:
     return IDENTIFIERS.is_valid(identifiers) and ATTRIBUTES.is_valid(attributes)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(records())
 def test_compiled_checks_and_jsonschema_agree(table: pa.Table) -> None:
     task = task_for(skip_invalid_records=True)
