@@ -18,7 +18,7 @@ from arrowbulk.errors import (
     SchemaError,
 )
 from arrowbulk.hookspecs import hookimpl
-from arrowbulk.jsonable import NotJson, jsonable
+from arrowbulk.jsonable import NotJson, jsonable, non_finite
 from arrowbulk.rejects import RejectWriteError, RejectWriter
 from arrowbulk.resources import load_schema
 from arrowbulk.secret import Secret
@@ -72,6 +72,7 @@ __all__ = [
     "hookimpl",
     "jsonable",
     "load_schema",
+    "non_finite",
     "plain_type",
     "rebatch",
 ]

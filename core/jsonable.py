@@ -95,29 +95,24 @@ def _rebased(array: pa.Array) -> tuple[pa.Array, pa.Array]:
     return pc.subtract(offsets, first), array.values.slice(first, last - first)
 
 
+def non_finite(array: pa.Array) -> pa.BooleanArray | None:
+    """Where a float column holds NaN or an infinity (JSON has no such numbers); None if nowhere."""
+    if not pat.is_floating(array.type):
+        return None
+    bad = pc.fill_null(pc.invert(pc.is_finite(array)), False)
+    return bad if pc.any(bad).as_py() else None
+
+
 def _nested(array: pa.Array, where: str) -> pa.Array:
     shaped = jsonable(array)
-    if pat.is_floating(shaped.type):
-        bad = pc.fill_null(pc.invert(pc.is_finite(shaped)), False)
-        if pc.any(bad).as_py():
-            raise NotJson(f"NaN or an infinity inside {where} has no JSON form; replace them first")
+    if non_finite(shaped) is not None:
+        raise NotJson(f"NaN or an infinity inside {where} has no JSON form; replace them first")
     return shaped
 
 
 def _needs_shaping(data_type: pa.DataType) -> bool:
-    return jsonable_type_changes(data_type) or any(_needs_shaping(c) for c in children(data_type))
-
-
-def jsonable_type_changes(data_type: pa.DataType) -> bool:
-    flat_ok = (
-        pat.is_null(data_type)
-        or pat.is_boolean(data_type)
-        or pat.is_integer(data_type)
-        or pat.is_string(data_type)
-        or pat.is_large_string(data_type)
-        or data_type in (pa.float32(), pa.float64())
-    )
-    return not flat_ok and not children(data_type)
+    """Whether :func:`jsonable` changes values of this type."""
+    return bool(jsonable(pa.nulls(0, data_type)).type != data_type)
 
 
 def _timestamp_text(array: pa.Array) -> pa.Array:

@@ -83,20 +83,22 @@ class Job:
         self.max_threads: int = exec_config.get("max_threads") or os.cpu_count() or 1
         self.spool_dir: str | None = exec_config.get("spool_dir")
         self.input: InputPlugin = input_cls(self.input_config, self.context)
-        self.filter_configs = [
-            validate_section(
-                f"filters[{i}]",
-                config,
-                registry.filter_class(config["type"], f"filters[{i}]").config_schema(),
-            )
+        filter_classes = [
+            registry.filter_class(config["type"], f"filters[{i}]")
             for i, config in enumerate(pipeline.filters)
         ]
-        if self.filter_configs:
-            filters = [
-                registry.filter_class(c["type"], f"filters[{i}]")(c, self.context)
-                for i, c in enumerate(self.filter_configs)
-            ]
-            self.input = FilteredInput(self.input, filters)
+        self.filter_configs = [
+            validate_section(f"filters[{i}]", config, cls.config_schema())
+            for i, (cls, config) in enumerate(zip(filter_classes, pipeline.filters, strict=True))
+        ]
+        if filter_classes:
+            self.input = FilteredInput(
+                self.input,
+                [
+                    cls(c, self.context)
+                    for cls, c in zip(filter_classes, self.filter_configs, strict=True)
+                ],
+            )
         self.output: OutputPlugin = output_cls()
         self.resume = resume
 
@@ -170,8 +172,9 @@ class Job:
         check = self.output.record_check(task, schema)
         figures = None
         if check is not None:
-            check_every_record(self.input, check, [0])
-            figures = check.finish()
+            figures = ParallelCheck.of(
+                self.output, task, schema, check, self.input, self.max_threads, self.cancellation
+            ).run()
         return Validation(schema, self.input.task_count(), figures)
 
     def run(self) -> JobSummary:
@@ -316,14 +319,15 @@ class _TaskControl:
         first = self.job.output.record_check(task, self.schema)
         if first is None or not first.before_sending:
             return
-        spare = [first]
-
-        def new_check() -> RecordCheck:
-            check = spare.pop() if spare else self.job.output.record_check(task, self.schema)
-            assert check is not None
-            return check
-
-        parallel = ParallelCheck(self.source, new_check, self.job.max_threads, self.cancellation)
+        parallel = ParallelCheck.of(
+            self.job.output,
+            task,
+            self.schema,
+            first,
+            self.source,
+            self.job.max_threads,
+            self.cancellation,
+        )
         try:
             self.check_figures = parallel.run()
         except RecordError:
@@ -377,12 +381,12 @@ class _TaskControl:
         except BaseException as error:
             self._fail_task(scope, error, index, rows)
             raise
-        scope.__exit__(None, None, None)  # close
         report.settle(rows)
-        self.reports[index] = report
+        self.reports[index] = report  # the account first: a failing close cannot lose it
         self.committed[index] = True
         if self.checkpoint is not None:
             self.checkpoint.update(index, settled=skip + rows, done=True)
+        scope.__exit__(None, None, None)  # close
 
     def _fail_task(
         self, scope: TaskScope | None, error: BaseException, index: int, rows: int
@@ -430,8 +434,8 @@ def check_column_names(schema: pa.Schema, input_type: str) -> None:
         )
         raise SchemaError(
             f"in ({input_type}): two columns share a name ({listing}); outputs address columns by "
-            "name and would keep only one. Rename them (in SQL: SELECT a, b AS a_2; in a CSV: "
-            "its header line)"
+            "name and would keep only one. Rename them (in SQL: give each its own alias, e.g. "
+            "AS a_2; in a CSV: its header line)"
         )
 
 
@@ -458,6 +462,27 @@ class ParallelCheck:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._checks: list[RecordCheck] = []
+
+    @classmethod
+    def of(
+        cls,
+        output: OutputPlugin,
+        task: Any,
+        schema: pa.Schema,
+        first: RecordCheck,
+        source: InputPlugin,
+        threads: int,
+        cancellation: Cancellation,
+    ) -> ParallelCheck:
+        """The check ``output`` makes, ``first`` for one thread and a new one per other thread."""
+        spare = [first]
+
+        def new_check() -> RecordCheck:
+            check = spare.pop() if spare else output.record_check(task, schema)
+            assert check is not None
+            return check
+
+        return cls(source, new_check, threads, cancellation)
 
     def run(self) -> dict[str, Any]:
         with ThreadPoolExecutor(self.threads, thread_name_prefix="arrowbulk-check") as pool:
@@ -498,23 +523,6 @@ class ParallelCheck:
                     self._errors[index] = error
                     self.reasons.append(error.reason or "invalid record")
                 return
-            first_row += batch.num_rows
-
-
-def check_every_record(
-    source: InputPlugin,
-    check: RecordCheck,
-    checked: list[int],
-    cancellation: Cancellation | None = None,
-) -> None:
-    """Feed every batch of every task to ``check``; ``checked[0]`` counts the rows read."""
-    for index in range(source.task_count()):
-        first_row = 0
-        for batch in source.read(index):
-            if cancellation is not None and cancellation.is_cancelled():
-                raise cancellation.reason or JobError("the job is stopping")
-            checked[0] += batch.num_rows
-            check.add(batch, index, first_row)
             first_row += batch.num_rows
 
 

@@ -137,9 +137,6 @@ class SpooledInput(InputPlugin):
     def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
         yield from self.spool.read(task_index)
 
-    def fingerprint(self) -> dict[str, Any] | None:
-        return {"spooled rows": self.rows}
-
     def row_count(self) -> int:
         return sum(self.rows)
 

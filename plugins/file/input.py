@@ -88,6 +88,8 @@ class FileInput(InputPlugin):
         self._file_schema: pa.Schema | None = None  # the columns read from the files
         self._schema: pa.Schema | None = None  # ... plus Hive partitions, as batches have them
         self._tasks: list[FileTask] | None = None
+        self._csv_numbers: list[pa.Field] = []
+        self._as_text: dict[str, pa.DataType] = {}
 
     # -- schema ----------------------------------------------------------------------------
     def schema(self) -> pa.Schema:
@@ -98,6 +100,11 @@ class FileInput(InputPlugin):
             file_schema = self._project(schema, path)
             self._file_schema = file_schema
             fields = [self._as_read(f) for f in file_schema]
+            # Columns whose batches need work after reading (known once, not per batch).
+            self._csv_numbers = [f for f in file_schema if is_number(f.type)]
+            self._as_text = {
+                f.name: r.type for f, r in zip(file_schema, fields, strict=True) if r.type != f.type
+            }
             fields += [pa.field(key, pa.string()) for key, _ in self.found[0].partitions]
             self._schema = pa.schema(fields)
         return self._schema
@@ -158,25 +165,25 @@ class FileInput(InputPlugin):
 
     def _typed(self, batch: pa.RecordBatch, task: FileTask, first_row: int) -> pa.RecordBatch:
         """The file's columns in their final types, then the task's Hive partitions."""
-        assert self._file_schema is not None
-        columns, names = [], []
-        for field in self._file_schema:
-            column = batch.column(field.name)
-            if task.format == "csv" and is_number(field.type) and pat.is_string(column.type):
-                column = cast_checked(column, field.type, task.describe(), field.name, first_row)
-            wanted = self._as_read(field).type
-            if wanted != field.type and column.type != wanted:
-                column = _utf8(column, wanted, task, field.name, first_row)
-            columns.append(column)
-            names.append(field.name)
+        numbers = self._csv_numbers if task.format == "csv" else []
+        if not (numbers or self._as_text or task.partitions):
+            return batch  # the common case: Parquet or Arrow read as written
+        columns = dict(zip(batch.schema.names, batch.columns, strict=True))
+        for field in numbers:
+            if pat.is_string(columns[field.name].type):
+                columns[field.name] = cast_checked(
+                    columns[field.name], field.type, task.describe(), field.name, first_row
+                )
+        for name, wanted in self._as_text.items():
+            if columns[name].type != wanted:
+                columns[name] = _utf8(columns[name], wanted, task, name, first_row)
         for key, value in task.partitions:
-            columns.append(
+            columns[key] = (
                 pa.nulls(batch.num_rows, pa.string())
                 if value is None
                 else pa.repeat(value, batch.num_rows)
             )
-            names.append(key)
-        return pa.RecordBatch.from_arrays(columns, names=names)
+        return pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns))
 
     def _task_list(self) -> list[FileTask]:
         if self._tasks is None:

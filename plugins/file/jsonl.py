@@ -23,10 +23,8 @@ from collections.abc import Iterator
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.types as pat
 
-from arrowbulk import JobError, NotJson, SchemaError, jsonable
+from arrowbulk import JobError, NotJson, SchemaError, jsonable, non_finite
 
 #: Rows encoded at a time: Python objects exist for this many rows only.
 SLICE_ROWS = 1024
@@ -37,22 +35,21 @@ _NON_FINITE = {float("inf"): "Infinity", float("-inf"): "-Infinity"}
 def json_lines(batch: pa.RecordBatch) -> Iterator[bytes]:
     """The batch's rows as JSON Lines, a slice of SLICE_ROWS rows per item."""
     names = batch.schema.names
-    columns, non_finite = [], {}
+    columns, special = [], {}
     for name, column in zip(names, batch.columns, strict=True):
         try:
             shaped = jsonable(column)
         except NotJson as problem:
             raise JobError(f"column {name!r}: {problem}") from None
-        if pat.is_floating(shaped.type):
-            bad = pc.fill_null(pc.invert(pc.is_finite(shaped)), False)
-            if pc.any(bad).as_py():
-                non_finite[name] = np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+        bad = non_finite(shaped)
+        if bad is not None:
+            special[name] = np.flatnonzero(bad.to_numpy(zero_copy_only=False))
         columns.append(shaped)
     shaped_batch = pa.RecordBatch.from_arrays(columns, names=names)
     option = orjson.OPT_APPEND_NEWLINE
     for start in range(0, batch.num_rows, SLICE_ROWS):
         rows = shaped_batch.slice(start, SLICE_ROWS).to_pylist()
-        for name, positions in non_finite.items():
+        for name, positions in special.items():
             for position in positions[(positions >= start) & (positions < start + SLICE_ROWS)]:
                 row = rows[int(position) - start]
                 row[name] = _NON_FINITE.get(row[name], "NaN")

@@ -439,11 +439,8 @@ class InsiderPage(PageOutput):
         return self._report()
 
     def abort(self) -> TaskReport:
-        cancellation = self.job.cancellation
-        if not cancellation.is_cancelled():
-            cancellation.cancel(
-                self.job.delivery.fatal or JobError(f"task {self.task_index} failed")
-            )
+        # The host cancelled the job (with the reason) before calling abort: answers to
+        # requests already out are awaited until the cancellation's deadline.
         late = self._await_answers()
         if late:
             log.warning(
