@@ -89,6 +89,9 @@ def test_a_query_in_random_order_resumed_after_20_kills_delivers_every_user(tmp_
             pytest.fail("the job never completed")
         assert kills == 20
         counts = delivered(sandbox)
+        # Values, not only identities: every profile holds its own source row's name.
+        names = {p["identifiers"]["uuid"]: p["attributes"]["name"] for p in sandbox.profiles()}
+    assert names == {f"u{i:05d}": f"n{i}" for i in range(USERS)}
     assert set(counts) == {f"u{i:05d}" for i in range(USERS)}, "a user was never delivered"
     duplicates = sum(counts.values()) - USERS
     print(
