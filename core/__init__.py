@@ -25,6 +25,7 @@ from arrowbulk.secret import Secret
 from arrowbulk.spi import (
     Command,
     Control,
+    DryRun,
     FilterPlugin,
     FilterValueError,
     InputPlugin,
@@ -46,6 +47,7 @@ __all__ = [
     "Command",
     "ConfigError",
     "Control",
+    "DryRun",
     "FilterPlugin",
     "FilterValueError",
     "InputPlugin",

@@ -32,13 +32,16 @@ from arrowbulk.config import (
     pipeline_from_mapping,
     secret_keys,
 )
+from arrowbulk.dryrun import render_dry_run
 from arrowbulk.errors import ArrowbulkError, ConfigError
 from arrowbulk.jsonable import NotJson, jsonable
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry, load_registry
+from arrowbulk.rejects import RejectWriter
 from arrowbulk.retry import RejectsInput
 from arrowbulk.runner import Job
 from arrowbulk.secret import scrub, scrub_json
+from arrowbulk.spi import DryRun
 from arrowbulk.summary import JobSummary
 from arrowbulk.writable import check_writable_folder
 
@@ -169,6 +172,26 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
         "validate", help="check config, schema and records; send nothing"
     )
     validate.add_argument("config", type=Path)
+    validate.add_argument(
+        "--rejects",
+        type=Path,
+        metavar="PATH",
+        help="write every invalid record, with all the rules it breaks, to this JSON Lines file",
+    )
+    validate.add_argument(
+        "--show-requests",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print the first N request bodies exactly as they would be sent",
+    )
+    validate.add_argument(
+        "--show-changes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print up to N examples per column of values normalization changes",
+    )
     validate.set_defaults(handler=_validate)
 
     plugins = commands.add_parser("plugins", help="list installed plugins as JSON")
@@ -389,14 +412,36 @@ def _render_rows(table: pa.Table, width: int = 24) -> str:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    """The dry run: exit 1 when the job as configured would stop on an invalid record, or
+    when every record is invalid; 0 with the counts otherwise."""
     job = Job(load_pipeline_file(args.config), args.registry)
-    result = job.validate()
+    rejects = None
+    if args.rejects is not None:
+        check_writable_folder(args.rejects.absolute().parent, "--rejects")
+        args.rejects.unlink(missing_ok=True)
+        rejects = RejectWriter(args.rejects, job.context.run_id)
+    try:
+        dry_run = DryRun(max(0, args.show_requests), max(0, args.show_changes), rejects)
+        result = job.validate(dry_run)
+    finally:
+        if rejects is not None:
+            rejects.close()
     print(f"config: ok ({job.input_type} -> {job.output_type})")
     print(f"schema: ok ({len(result.schema)} columns, {result.task_count} task(s))")
-    if result.record_check is not None:
-        figures = ", ".join(f"{k}={v}" for k, v in result.record_check.items())
-        print(f"records: {figures}")
-    return 0
+    figures = dict(result.record_check or {})
+    if not figures:
+        return 0
+    print(render_dry_run(figures))
+    if rejects is not None and rejects.count:
+        print(f"invalid records written to {args.rejects}")
+    checked, invalid = figures.get("records_checked", 0), figures.get("invalid", 0)
+    would_stop = bool(invalid) and bool(figures.get("stops_on_invalid"))
+    if would_stop:
+        print(
+            "the job as configured stops at the first invalid record and sends nothing: fix "
+            "the data, or set skip_invalid_records: true to send the valid ones"
+        )
+    return 1 if would_stop or (checked and invalid == checked) else 0
 
 
 def _plugins(args: argparse.Namespace) -> int:

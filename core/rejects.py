@@ -54,7 +54,10 @@ class RejectWriter:
         column: str | None = None,
         attempt: int = 0,
         sent: Any = None,
+        failures: list[dict[str, Any]] | None = None,
     ) -> None:
+        """One rejected record; ``failures`` lists every rule it breaks when there are several
+        (each ``{column, rule, message}``), the first of them repeated in the line's own keys."""
         line = {
             "run_id": self.run_id,
             "task": task,
@@ -68,6 +71,8 @@ class RejectWriter:
         }
         if sent is not None:
             line["sent"] = sent
+        if failures:
+            line["failures"] = [{**f, "message": scrub(f["message"])} for f in failures]
         data = orjson.dumps(
             line,
             default=str,

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,14 @@ from arrowbulk.lifecycle import TaskScope
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry
 from arrowbulk.resources import load_schema
-from arrowbulk.spi import InputPlugin, OutputPlugin, RecordCheck, RunContext, TaskReport
+from arrowbulk.spi import (
+    DryRun,
+    InputPlugin,
+    OutputPlugin,
+    RecordCheck,
+    RunContext,
+    TaskReport,
+)
 from arrowbulk.spool import Spool, SpooledInput, spool_folder
 from arrowbulk.summary import JobSummary, merge_detail
 
@@ -165,10 +172,11 @@ class Job:
             checkpoint.record_spool({"rows": rows})
         return SpooledInput(self.input, spool, rows), checkpoint, spool
 
-    def validate(self) -> Validation:
+    def validate(self, dry_run: DryRun | None = None) -> Validation:
         """Check the config, the input's schema and, if the output has one, every record."""
         schema = self.schema()
-        task = self.output.check(self.output_config, schema, self.context)
+        context = replace(self.context, dry_run=dry_run or DryRun())
+        task = self.output.check(self.output_config, schema, context)
         check = self.output.record_check(task, schema)
         figures = None
         if check is not None:

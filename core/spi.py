@@ -42,6 +42,43 @@ class Reporter:
 
 
 @dataclass(frozen=True)
+class DryRun:
+    """What ``arrowbulk validate`` asks of an output's record check beyond counting.
+
+    A check that can show more reads these; its ``finish()`` figures may then hold, besides
+    ``records_checked`` and ``invalid``: ``rules`` (reason -> ``{count, meaning, examples}``,
+    each example ``[where, value]``), ``changes`` (column -> ``[[before, after], ...]``),
+    ``requests`` (request bodies exactly as they would be sent) and ``stops_on_invalid``
+    (true when the job as configured stops at an invalid record). The host renders them and
+    exits 1 when the job would stop, or when every record is invalid.
+    """
+
+    show_requests: int = 0
+    show_changes: int = 0
+    #: Every invalid record, with all the rules it breaks (``validate --rejects PATH``).
+    rejects: RejectSink | None = None
+
+
+class RejectSink(Protocol):
+    """Where rejected records go: :class:`arrowbulk.RejectWriter` is one."""
+
+    def write(
+        self,
+        *,
+        task: int,
+        row: int,
+        stage: str,
+        rule: str,
+        message: str,
+        record: Any,
+        column: str | None = None,
+        attempt: int = 0,
+        sent: Any = None,
+        failures: list[dict[str, Any]] | None = None,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
 class RunContext:
     """Facts about the run that every plugin may need."""
 
@@ -54,6 +91,8 @@ class RunContext:
     cancellation: Cancellation = field(default_factory=Cancellation, compare=False)
     #: Progress the host shows: records settled, what the output waits on.
     reporter: Reporter = field(default_factory=Reporter, compare=False)
+    #: Set by ``arrowbulk validate``: the record check runs over every record and shows more.
+    dry_run: DryRun | None = None
 
     def resolve(self, path: str) -> Path:
         """A config path, made absolute against the config file's folder."""

@@ -15,7 +15,7 @@ from test_insider_encode import task_for
 from arrowbulk.plugins.insider.arrays import parse_array_text
 from arrowbulk.plugins.insider.checks import compile_schema
 from arrowbulk.plugins.insider.columns import plan_columns
-from arrowbulk.plugins.insider.output import prepare_batch
+from arrowbulk.plugins.insider.output import prepare_columns
 from arrowbulk.plugins.insider.spec import load_spec, resolve_refs
 from arrowbulk.plugins.insider.validate import RecordValidator
 
@@ -96,7 +96,7 @@ def test_compiled_checks_and_jsonschema_agree(table: pa.Table) -> None:
     task = task_for(skip_invalid_records=True)
     plan = plan_columns(table.schema, task, SPEC)
     verdict = RecordValidator(plan, task, SPEC).validate(
-        prepare_batch(plan, table.to_batches()[0]), table.num_rows
+        prepare_columns(plan, table.to_batches()[0]), table.num_rows
     )
     fast = verdict.valid.to_pylist()
     slow = [jsonschema_verdict(row, plan) for row in table.to_pylist()]

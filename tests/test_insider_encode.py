@@ -22,7 +22,7 @@ from arrowbulk.plugins.insider.columns import Kind, Plan, Role, plan_columns
 from arrowbulk.plugins.insider.config import resolve
 from arrowbulk.plugins.insider.encode import MAX_BITS, Encoder, Gap
 from arrowbulk.plugins.insider.layout import identifier_group, layout
-from arrowbulk.plugins.insider.output import InsiderOutput, prepare_batch
+from arrowbulk.plugins.insider.output import InsiderOutput, prepare_columns
 from arrowbulk.plugins.insider.prepare import Prepared
 from arrowbulk.plugins.insider.spec import load_spec
 
@@ -105,7 +105,7 @@ def fast_users(table: pa.Table, **out: Any) -> list[Any]:
     batch = table.to_batches()[0]
     return [
         orjson.loads(text)
-        for text in encode_users(plan, prepare_batch(plan, batch), batch.num_rows).to_pylist()
+        for text in encode_users(plan, prepare_columns(plan, batch), batch.num_rows).to_pylist()
     ]
 
 
@@ -125,7 +125,7 @@ def reference_events(table: pa.Table) -> list[dict[str, Any]]:
 def fast_events(table: pa.Table) -> list[dict[str, Any]]:
     plan = plan_columns(table.schema, task_for(export_mode="USER_EVENTS"), load_spec())
     batch = table.to_batches()[0]
-    prepared = prepare_batch(plan, batch)
+    prepared = prepare_columns(plan, batch)
     events = encode_users(plan, prepared, batch.num_rows).to_pylist()
     keys = identifier_objects(plan, prepared, batch.num_rows).to_pylist()
     return [

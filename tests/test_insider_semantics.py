@@ -49,7 +49,10 @@ def test_rejections_say_what_the_rule_means_and_how_to_fix_the_value(run_insider
     assert run.code == 0, run.err
     messages = {r["row"]: r["message"] for r in run.rejects}
     assert "is not a phone number in E.164 form" in messages[1]
-    assert "write it in E.164, such as +905321234567" in messages[1]
+    # The fix names the setting that would help, and the form to write.
+    assert "set out.normalize.phone_region, e.g. TR" in messages[1]
+    assert "write it in E.164 such as +905321234567" in messages[1]
     assert '"Turkey" is not an ISO 3166-1 alpha-2 country code, such as TR' in messages[2]
+    assert "set out.normalize.country_names: true" in messages[2]
     assert '"undefined" is a placeholder, not a real value' in messages[3]
     assert all("^" not in m for m in messages.values())  # no regular expressions

@@ -27,6 +27,7 @@ _ANNOTATIONS = {
     "title",
     "description",
     "fix",  # ours: how to fix a value that breaks the rule, shown in messages
+    "normalize",  # ours: which normalization the value gets before checks (see normalize.py)
     "$comment",
     "default",
     "examples",

@@ -122,14 +122,14 @@ def plan_columns(schema: pa.Schema, task: InsiderTask, spec: Spec) -> Plan:
 
 
 def _plan_one(field: pa.Field, task: InsiderTask, spec: Spec) -> ColumnPlan:
-    role, schema = _role(field.name, task, spec)
+    role, schema = role_of(field.name, task, spec)
     kind = _kind(field.type)
     if not role.is_identifier and role not in {Role.EVENT_NAME, Role.TIMESTAMP}:
         kind = _array_aware(kind, role, schema)
     return ColumnPlan(field.name, role, kind, schema)
 
 
-def _role(name: str, task: InsiderTask, spec: Spec) -> tuple[Role, Mapping[str, Any]]:
+def role_of(name: str, task: InsiderTask, spec: Spec) -> tuple[Role, Mapping[str, Any]]:
     """What a column is for this operation, and the JSON Schema its values must match."""
     operation = task.operation
     if name in task.custom_identifiers:

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from arrowbulk import ConfigError, RunContext, Secret, checked_secret
+from arrowbulk.plugins.insider.normalize import Settings
 
 API_KEY_ENV = "INSIDER_API_KEY"
 ENDPOINT_ENV = "INSIDER_ENDPOINT"
@@ -94,6 +95,9 @@ class InsiderTask:
     custom_identifiers: tuple[str, ...]
     skip_hook: bool
     skip_invalid_records: bool
+    normalize: Settings
+    #: on_invalid_value: drop_value (send the user without the failing attributes)
+    drop_invalid_values: bool
     error_callback_endpoint: str | None
     connect_timeout: float
     read_timeout: float
@@ -153,6 +157,8 @@ def resolve(
         custom_identifiers=tuple(dict.fromkeys(custom)),
         skip_hook=not config["trigger_data_stream"],
         skip_invalid_records=config["skip_invalid_records"],
+        normalize=Settings.of(config["normalize"]),
+        drop_invalid_values=config["on_invalid_value"] == "drop_value",
         error_callback_endpoint=config.get("error_callback_endpoint"),
         connect_timeout=float(config["connect_timeout"]),
         read_timeout=float(config["read_timeout"]),

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, wait
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import pyarrow as pa
 
 from arrowbulk import (
     ArrowbulkError,
+    DryRun,
     JobError,
     OutputPlugin,
     PageOutput,
@@ -33,15 +35,16 @@ from arrowbulk import (
     check_writable_folder,
     load_schema,
 )
-from arrowbulk.plugins.insider.columns import Plan, plan_columns
+from arrowbulk.plugins.insider.columns import Plan, plan_columns, role_of
 from arrowbulk.plugins.insider.config import InsiderTask, Operation, resolve
 from arrowbulk.plugins.insider.delivery import Delivery, Tally
 from arrowbulk.plugins.insider.encode import Encoder
 from arrowbulk.plugins.insider.layout import identifier_group, layout
+from arrowbulk.plugins.insider.normalize import ColumnChanges, Normalizer, rule_of
 from arrowbulk.plugins.insider.prepare import Prepared, prepare
 from arrowbulk.plugins.insider.requests import Request, RequestBuilder
 from arrowbulk.plugins.insider.spec import load_spec
-from arrowbulk.plugins.insider.validate import Issue, RecordValidator
+from arrowbulk.plugins.insider.validate import Issue, RecordValidator, Verdict, group_by_row
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +72,10 @@ def steps(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
 class InsiderJob:
     """What the tasks of one job share."""
 
-    def __init__(self, task: InsiderTask, plan: Plan, context: RunContext) -> None:
-        self.task = task
-        self.plan = plan
+    def __init__(self, checked: Checked, context: RunContext) -> None:
+        self.checked = checked
+        self.task = task = checked.task
+        self.plan = plan = checked.plan
         self.cancellation = cancellation = context.cancellation
         self.reporter = context.reporter
         self.spec = load_spec()
@@ -116,8 +120,41 @@ class InsiderJob:
                 page.flush_if_older_than(self.task.max_wait)
 
 
-def prepare_batch(plan: Plan, batch: pa.RecordBatch) -> dict[str, Prepared]:
+@dataclass(frozen=True)
+class Checked:
+    """The output's task object: the resolved config, the column plan and the normalizer."""
+
+    task: InsiderTask
+    plan: Plan
+    normalizer: Normalizer
+    dry_run: DryRun | None = None
+
+
+def check_job(config: Mapping[str, Any], schema: pa.Schema, context: RunContext) -> Checked:
+    task = resolve(config, context)
+    check_writable_folder(task.reject_file.parent, "out.reject_file")
+    spec = load_spec()
+    # The plan sees the columns as normalized (a yes/no text column arrives as booleans).
+    rules = {name: rule_of(role_of(name, task, spec)[1]) for name in schema.names}
+    normalizer = Normalizer(schema, rules, task.normalize)
+    return Checked(task, plan_columns(normalizer.schema, task, spec), normalizer, context.dry_run)
+
+
+def prepare_columns(plan: Plan, batch: pa.RecordBatch) -> dict[str, Prepared]:
+    """Each planned column prepared as it is (no normalization)."""
     return {c.name: prepare(c, batch.column(c.name)) for c in plan.columns}
+
+
+def prepare_batch(
+    checked: Checked, batch: pa.RecordBatch
+) -> tuple[dict[str, Prepared], dict[str, ColumnChanges]]:
+    """The batch normalized, then each column prepared; with what normalization changed."""
+    normalized = checked.normalizer.apply(batch)
+    prepared = prepare_columns(checked.plan, normalized.batch)
+    for name, changes in normalized.changes.items():
+        if changes.errors is not None:
+            prepared[name] = prepared[name].with_errors(changes.errors, "boolean")
+    return prepared, normalized.changes
 
 
 class InsiderOutput(OutputPlugin):
@@ -132,26 +169,24 @@ class InsiderOutput(OutputPlugin):
     def config_schema(cls) -> Mapping[str, Any]:
         return load_schema("insider", "output.json")
 
-    def check(
-        self, config: Mapping[str, Any], schema: pa.Schema, context: RunContext
-    ) -> tuple[InsiderTask, Plan]:
-        task = resolve(config, context)
-        check_writable_folder(task.reject_file.parent, "out.reject_file")
-        return task, plan_columns(schema, task, load_spec())
+    def check(self, config: Mapping[str, Any], schema: pa.Schema, context: RunContext) -> Checked:
+        return check_job(config, schema, context)
 
     def record_check(self, task: Any, schema: pa.Schema) -> RecordCheck | None:
-        resolved, plan = task
-        if resolved.skip_invalid_records:
-            return InsiderRecordCount(resolved, plan)  # for validate; run checks as they come
-        return InsiderRecordCheck(resolved, plan, self.job)
+        checked: Checked = task
+        if checked.dry_run is not None:
+            return InsiderDryRun(checked, checked.dry_run)
+        if checked.task.skip_invalid_records:
+            return None  # records are checked as they come; the invalid ones are rejected
+        return InsiderRecordCheck(checked, self.job)
 
     def transaction(
         self, config: Mapping[str, Any], schema: pa.Schema, task_count: int, control: Any
     ) -> dict[str, Any]:
-        task, plan = self.check(config, schema, control.context)
-        self.job = InsiderJob(task, plan, control.context)
+        checked = self.check(config, schema, control.context)
+        self.job = InsiderJob(checked, control.context)
         try:
-            control.run((task, plan))
+            control.run(checked)
         finally:
             self.job.close()
         return {}
@@ -177,9 +212,9 @@ class InsiderOutput(OutputPlugin):
 class InsiderRecordCheck(RecordCheck):
     """Every record validated before the first request, so a bad last row sends nothing."""
 
-    def __init__(self, task: InsiderTask, plan: Plan, job: InsiderJob | None) -> None:
-        self.task, self.plan, self.job = task, plan, job
-        self.validator = RecordValidator(plan, task, load_spec())
+    def __init__(self, checked: Checked, job: InsiderJob | None) -> None:
+        self.checked, self.job = checked, job
+        self.validator = RecordValidator(checked.plan, checked.task, load_spec())
         self.rows = 0
 
     def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
@@ -188,16 +223,19 @@ class InsiderRecordCheck(RecordCheck):
             first_row += step.num_rows
 
     def _add_step(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
-        verdict = self.validator.validate(prepare_batch(self.plan, batch), batch.num_rows)
+        prepared, _ = prepare_batch(self.checked, batch)
+        verdict = self.validator.validate(prepared, batch.num_rows)
         self.rows += batch.num_rows
         if verdict.issues:
-            issue = verdict.issues[0]
+            failures = verdict.by_row()[0]
+            issue = failures[0]
             if self.job is not None:
-                _write_reject(self.job.rejects, task_index, first_row, batch, issue)
+                _write_reject(self.job.rejects, task_index, first_row, batch, failures)
             raise RecordError(
                 f"{_where(task_index, first_row + issue.row)}, column {issue.column or '-'}, "
-                f"rule {issue.rule}: {issue.message}. Nothing was sent. Fix the data, or set "
-                "skip_invalid_records: true to send the valid records and reject the others",
+                f"rule {issue.rule}: {issue.message}. Nothing was sent. Fix the data (arrowbulk "
+                "validate lists every invalid record and rule), or set skip_invalid_records: "
+                "true to send the valid records and reject the others",
                 reason=issue.reason,
             )
 
@@ -207,30 +245,125 @@ class InsiderRecordCheck(RecordCheck):
         return {"records_checked": self.rows, "invalid": 0}
 
 
-class InsiderRecordCount(RecordCheck):
-    """``arrowbulk validate`` with skip_invalid_records: count the invalid records by reason."""
+#: Example values per rule in ``arrowbulk validate``'s table.
+EXAMPLES_PER_RULE = 3
+
+
+class InsiderDryRun(RecordCheck):
+    """``arrowbulk validate``: every record against every rule; what would be sent."""
 
     before_sending = False
 
-    def __init__(self, task: InsiderTask, plan: Plan) -> None:
-        self.plan = plan
-        self.validator = RecordValidator(plan, task, load_spec())
+    def __init__(self, checked: Checked, dry_run: DryRun) -> None:
+        self.checked, self.dry_run = checked, dry_run
+        self.validator = RecordValidator(checked.plan, checked.task, load_spec())
+        self.meanings = {c.name: _meaning(c.schema) for c in checked.plan.columns}
         self.rows = 0
-        self.invalid: dict[str, int] = {}
+        self.invalid = 0
+        self.rules: dict[str, dict[str, Any]] = {}
+        self.normalized: dict[str, int] = {}
+        self.changes: dict[str, list[list[Any]]] = {}
+        self.dropped: dict[str, int] = {}
+        self.requests: list[str] = []
+        self.builder: RequestBuilder | None = None
 
     def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
         for step in steps(batch):
-            verdict = self.validator.validate(prepare_batch(self.plan, step), step.num_rows)
-            self.rows += step.num_rows
-            for issue in verdict.issues:
-                self.invalid[issue.reason] = self.invalid.get(issue.reason, 0) + 1
+            self._add_step(step, task_index, first_row)
+            first_row += step.num_rows
+
+    def _add_step(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
+        rows = batch.num_rows
+        prepared, changes = prepare_batch(self.checked, batch)
+        verdict = self.validator.validate(prepared, rows)
+        self.rows += rows
+        for name, change in changes.items():
+            self.normalized[name] = self.normalized.get(name, 0) + change.changed
+            shown = self.changes.setdefault(name, [])
+            for before, after in change.examples[: self.dry_run.show_changes - len(shown)]:
+                shown.append([before, after])
+        for failures in verdict.by_row():
+            self.invalid += 1
+            for issue in failures:
+                self._count(issue, prepared, task_index, first_row)
+            if self.dry_run.rejects is not None:
+                _write_reject(self.dry_run.rejects, task_index, first_row, batch, failures)
+        for issue in verdict.dropped:
+            assert issue.column is not None
+            self.dropped[issue.column] = self.dropped.get(issue.column, 0) + 1
+        if task_index == 0 and len(self.requests) < self.dry_run.show_requests:
+            self._sample_requests(verdict, first_row, rows)
+
+    def _count(
+        self, issue: Issue, prepared: Mapping[str, Prepared], task_index: int, first_row: int
+    ) -> None:
+        entry = self.rules.get(issue.reason)
+        if entry is None:
+            meaning = self.meanings.get(issue.column or "") or issue.message
+            entry = self.rules[issue.reason] = {"count": 0, "meaning": meaning, "examples": []}
+        entry["count"] += 1
+        if len(entry["examples"]) < EXAMPLES_PER_RULE:
+            column = prepared.get(issue.column or "")
+            text = column.json[issue.row].as_py() if column is not None else None
+            value = orjson.loads(text) if text is not None else None
+            where = _where(task_index, first_row + issue.row)
+            entry["examples"].append([where, value if value is not None else issue.message])
+
+    def _sample_requests(self, verdict: Verdict, first_row: int, rows: int) -> None:
+        """The first request bodies of the first task, built as the run would build them."""
+        if self.builder is None:
+            self.builder = RequestBuilder(self.checked.task)
+        plan = self.checked.plan
+        texts = Encoder(layout(plan)).encode(verdict.prepared, rows)
+        keys = (
+            Encoder(identifier_group(plan)).encode(verdict.prepared, rows)
+            if plan.operation is Operation.EVENTS
+            else None
+        )
+        valid = verdict.valid
+        row_numbers = np.arange(first_row, first_row + rows, dtype=np.int64)
+        row_numbers = row_numbers[valid.to_numpy(zero_copy_only=False)]
+        texts, keys = texts.filter(valid), keys.filter(valid) if keys is not None else None
+        for request in self.builder.add(row_numbers, texts, keys):
+            if len(self.requests) < self.dry_run.show_requests:
+                self.requests.append(request.body.decode())
 
     def finish(self) -> dict[str, Any]:
-        return {
+        if self.builder is not None and len(self.requests) < self.dry_run.show_requests:
+            request = self.builder.close()
+            if request is not None:
+                self.requests.append(request.body.decode())
+        task = self.checked.task
+        figures: dict[str, Any] = {
             "records_checked": self.rows,
-            "invalid": sum(self.invalid.values()),
-            **dict(sorted(self.invalid.items())),
+            "invalid": self.invalid,
+            # The host reads: the job as configured stops on an invalid record.
+            "stops_on_invalid": not task.skip_invalid_records,
+            "rules": self.rules,
         }
+        normalized = {k: v for k, v in self.normalized.items() if v}
+        if normalized:
+            figures["normalized"] = normalized
+        if self.dry_run.show_changes:
+            figures["changes"] = {k: v for k, v in self.changes.items() if v}
+        if self.dropped:
+            figures["dropped_values"] = self.dropped
+        if self.dry_run.show_requests:
+            figures["requests"] = self.requests
+        return figures
+
+
+def _meaning(schema: Mapping[str, Any]) -> str | None:
+    """The first ``description`` in a column's schema (its rules may sit in an allOf)."""
+    if isinstance(schema.get("description"), str):
+        description: str = schema["description"]
+        return description
+    for key in ("allOf", "anyOf"):
+        for sub in schema.get(key, []):
+            found = _meaning(sub)
+            if found:
+                return found
+    return None
 
 
 class InsiderPage(PageOutput):
@@ -251,6 +384,8 @@ class InsiderPage(PageOutput):
         self.task_index = task_index
         self.validator = RecordValidator(self.plan, self.task, job.spec)
         self.builder = RequestBuilder(self.task)
+        self.normalized: dict[str, int] = {}  # values changed, per column
+        self.dropped: dict[str, int] = {}  # values left out (on_invalid_value: drop_value)
         self.tally = Tally()
         self.rows = 0  # rows received (the next row's position in the task)
         self.futures: list[Future[bool]] = []
@@ -285,10 +420,15 @@ class InsiderPage(PageOutput):
         self.rows += rows
         with self.recent_lock:
             self._recent[first_row] = batch
-        prepared = prepare_batch(self.plan, batch)
+        prepared, changes = prepare_batch(self.job.checked, batch)
+        for name, change in changes.items():
+            self.normalized[name] = self.normalized.get(name, 0) + change.changed
         valid = None
-        if not self.job.prevalidated:
+        if not self.job.prevalidated or self.task.drop_invalid_values:
             verdict = self.validator.validate(prepared, rows)
+            prepared = dict(verdict.prepared)
+            if verdict.dropped:
+                self._write_dropped(batch, first_row, verdict.dropped)
             if verdict.issues:
                 self._reject_invalid(batch, first_row, verdict.issues)
                 valid = verdict.valid
@@ -468,21 +608,41 @@ class InsiderPage(PageOutput):
                     "retries": self.tally.retries,
                     "split_requests": self.tally.splits,
                     "reject_file": str(self.task.reject_file) if self.job.rejects.count else None,
+                    **_nonempty(
+                        normalized={k: v for k, v in self.normalized.items() if v},
+                        dropped_values=self.dropped,
+                    ),
                 },
             )
 
     def _reject_invalid(self, batch: pa.RecordBatch, first_row: int, issues: list[Issue]) -> None:
-        for issue in issues:
-            _write_reject(self.job.rejects, self.task_index, first_row, batch, issue)
+        groups = group_by_row(issues)
+        for failures in groups:
+            _write_reject(self.job.rejects, self.task_index, first_row, batch, failures)
             with self.tally.lock:
-                self.tally.reject(issue.reason)
-        self.job.reporter.acknowledge(len(issues))
+                self.tally.reject(failures[0].reason)
+        self.job.reporter.acknowledge(len(groups))
         if not self.task.skip_invalid_records:
             issue = issues[0]
             raise RecordError(
                 f"{_where(self.task_index, first_row + issue.row)}, column {issue.column or '-'}, rule {issue.rule}: "
                 f"{issue.message}. Set skip_invalid_records: true to skip such records",
                 reason=issue.reason,
+            )
+
+    def _write_dropped(self, batch: pa.RecordBatch, first_row: int, dropped: list[Issue]) -> None:
+        """Each value left out of a user that is sent: counted, and a line in the reject file."""
+        for issue in dropped:
+            assert issue.column is not None
+            self.dropped[issue.column] = self.dropped.get(issue.column, 0) + 1
+            self.job.rejects.write(
+                task=self.task_index,
+                row=first_row + issue.row,
+                stage="value",
+                column=issue.column,
+                rule=issue.rule,
+                message=f"{issue.message}; the user was sent without this value",
+                record=batch.slice(issue.row, 1).to_pylist()[0],
             )
 
     def _on_server_reject(
@@ -509,8 +669,10 @@ class InsiderPage(PageOutput):
 
 
 def _write_reject(
-    rejects: RejectWriter, task_index: int, first_row: int, batch: pa.RecordBatch, issue: Issue
+    rejects: Any, task_index: int, first_row: int, batch: pa.RecordBatch, failures: list[Issue]
 ) -> None:
+    """One invalid record: its first failure in the line's keys, every failure listed."""
+    issue = failures[0]
     record = batch.slice(issue.row, 1).to_pylist()[0]
     rejects.write(
         task=task_index,
@@ -520,7 +682,16 @@ def _write_reject(
         rule=issue.rule,
         message=issue.message,
         record=record,
+        failures=(
+            [{"column": f.column, "rule": f.rule, "message": f.message} for f in failures]
+            if len(failures) > 1
+            else None
+        ),
     )
+
+
+def _nonempty(**figures: dict[str, int]) -> dict[str, dict[str, int]]:
+    return {key: dict(value) for key, value in figures.items() if value}
 
 
 def _where(task_index: int, row: int) -> str:

@@ -10,7 +10,7 @@ vectorized parser cannot split (see :mod:`arrays`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -68,6 +68,7 @@ class Prepared:
     string_lists: pa.ListArray | None = None
     number_lists: pa.ListArray | None = None
     errors: pa.StringArray | None = None  # why a value could not be read (a record error)
+    error_rule: str = "array"  # the rule named when ``errors`` holds a row's reason
     integral: bool = False  # numbers came from an integer column
 
     def present(self) -> pa.BooleanArray:
@@ -81,6 +82,31 @@ class Prepared:
 
     def __len__(self) -> int:
         return len(self.text)
+
+    def without(self, rows: np.ndarray) -> Prepared:
+        """The same column with the values of ``rows`` (a mask) left out, as if null."""
+        keep = pa.array(~rows)
+
+        def masked(values: pa.Array | None) -> pa.Array | None:
+            if values is None:
+                return None
+            return pc.if_else(keep, values, pa.scalar(None, values.type))
+
+        return replace(
+            self,
+            text=masked(self.text),
+            strings=masked(self.strings),
+            numbers=masked(self.numbers),
+            booleans=masked(self.booleans),
+            string_lists=masked(self.string_lists),
+            number_lists=masked(self.number_lists),
+            errors=masked(self.errors),
+        )
+
+    def with_errors(self, errors: pa.StringArray, rule: str) -> Prepared:
+        """Reasons a value could not be read before this column was prepared (they win)."""
+        merged = errors if self.errors is None else pc.coalesce(errors, self.errors)
+        return replace(self, errors=merged, error_rule=rule)
 
     @cached_property
     def json(self) -> pa.StringArray:

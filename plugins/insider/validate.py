@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from arrowbulk.plugins.insider.checks import Rule, Uncompiled, compile_schema
-from arrowbulk.plugins.insider.columns import ColumnPlan, Plan
+from arrowbulk.plugins.insider.columns import ColumnPlan, Plan, Role
 from arrowbulk.plugins.insider.config import InsiderTask, Operation
 from arrowbulk.plugins.insider.prepare import Prepared
 from arrowbulk.plugins.insider.spec import Spec
@@ -33,12 +33,15 @@ _SECONDS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 @dataclass(frozen=True)
 class Issue:
-    """Why one row cannot be sent."""
+    """Why one row cannot be sent as it is."""
 
     row: int  # index within the batch
     column: str | None
     rule: str
     message: str
+    #: The rule is about this one value of an attribute or parameter: with
+    #: ``on_invalid_value: drop_value`` the user may go without it.
+    droppable: bool = False
 
     @property
     def reason(self) -> str:
@@ -49,7 +52,26 @@ class Issue:
 @dataclass
 class Verdict:
     valid: pa.BooleanArray
+    #: Every rule each invalid row breaks, by row; a row's first issue is its reason.
     issues: list[Issue] = field(default_factory=list)
+    #: The columns to encode: those validated, less the values dropped.
+    prepared: Mapping[str, Prepared] = field(default_factory=dict)
+    #: Values left out of users that are sent (``on_invalid_value: drop_value``).
+    dropped: list[Issue] = field(default_factory=list)
+
+    def by_row(self) -> list[list[Issue]]:
+        """The issues grouped per invalid row, in row order."""
+        return group_by_row(self.issues)
+
+
+def group_by_row(issues: Sequence[Issue]) -> list[list[Issue]]:
+    groups: list[list[Issue]] = []
+    for issue in issues:
+        if groups and groups[-1][0].row == issue.row:
+            groups[-1].append(issue)
+        else:
+            groups.append([issue])
+    return groups
 
 
 @dataclass(frozen=True)
@@ -77,42 +99,90 @@ class RecordValidator:
         return [c.column.name for c in self.columns if c.rules is None]
 
     def validate(self, prepared: Mapping[str, Prepared], rows: int) -> Verdict:
-        failed = np.zeros(rows, dtype=bool)
+        issues = self._issues(prepared, rows)
+        if issues and self.task.drop_invalid_values:
+            return self._drop_values(prepared, rows, issues)
+        return Verdict(_valid(issues, rows), issues, prepared)
+
+    def _drop_values(
+        self, prepared: Mapping[str, Prepared], rows: int, issues: list[Issue]
+    ) -> Verdict:
+        """Leave out the values that break a rule, where that is all a row breaks; check again
+        (a user left with nothing to send, or none of its identifiers, is still rejected)."""
+        droppable = [group for group in group_by_row(issues) if all(i.droppable for i in group)]
+        if not droppable:
+            return Verdict(_valid(issues, rows), issues, prepared)
+        masks: dict[str, np.ndarray] = {}
+        for group in droppable:
+            for issue in group:
+                assert issue.column is not None
+                masks.setdefault(issue.column, np.zeros(rows, dtype=bool))[issue.row] = True
+        remaining = dict(prepared)
+        for name, mask in masks.items():
+            remaining[name] = prepared[name].without(mask)
+        again = self._issues(remaining, rows)
+        still_failing = {issue.row for issue in again}
+        dropped_from = {group[0].row: group for group in droppable}
+        final: list[Issue] = []
+        for group in group_by_row(again):
+            # A row that fails once its values are dropped is rejected for that (its first
+            # issue, the reason counted), listing the values it would have lost as well.
+            final.extend(group)
+            final.extend(dropped_from.get(group[0].row, []))
+        dropped = [i for g in droppable for i in g if i.row not in still_failing]
+        return Verdict(_valid(final, rows), final, remaining, dropped)
+
+    def _issues(self, prepared: Mapping[str, Prepared], rows: int) -> list[Issue]:
+        """Every rule every row breaks, sorted by row (stable: rules in the order checked)."""
         issues: list[Issue] = []
 
-        def flag(mask: pa.Array, column: str | None, rule: str, message_of: Any) -> None:
+        def flag(
+            mask: pa.Array,
+            column: str | None,
+            rule: str,
+            message_of: Any,
+            droppable: bool = False,
+        ) -> None:
             # Rules rarely fail: one cheap test per rule, the row work only when one does.
             if mask.null_count:
                 mask = pc.fill_null(mask, False)
             broken = mask.to_numpy(zero_copy_only=False)
             if not broken.any():
                 return
-            fresh = broken & ~failed  # a row is reported for its first broken rule only
-            for row in np.flatnonzero(fresh).tolist():
-                issues.append(Issue(row, column, rule, message_of(row)))
-            failed[fresh] = True
+            for row in np.flatnonzero(broken).tolist():
+                issues.append(Issue(row, column, rule, message_of(row), droppable))
 
         for checker in self.columns:
             values = prepared[checker.column.name]
+            droppable = self._droppable(checker.column)
             if values.errors is not None:
                 errors = values.errors
                 flag(
                     pc.is_valid(errors),
                     checker.column.name,
-                    "array",
+                    values.error_rule,
                     lambda r, e=errors: e[r].as_py(),
+                    droppable,
                 )
             if (
                 self.plan.operation is Operation.DELETE_ATTRIBUTES
                 and not checker.column.role.is_identifier
             ):
                 continue  # a value there only marks a deletion: any non-null value will do
-            self._column_rules(checker, values, flag)
+            self._column_rules(checker, values, flag, droppable)
         self._row_rules(prepared, rows, flag)
         issues.sort(key=lambda issue: issue.row)
-        return Verdict(pa.array(~failed), issues)
+        return issues
 
-    def _column_rules(self, checker: _ColumnValidator, values: Prepared, flag: Any) -> None:
+    def _droppable(self, column: ColumnPlan) -> bool:
+        return not column.role.is_identifier and column.role not in {
+            Role.EVENT_NAME,
+            Role.TIMESTAMP,
+        }
+
+    def _column_rules(
+        self, checker: _ColumnValidator, values: Prepared, flag: Any, droppable: bool
+    ) -> None:
         name = checker.column.name
         if checker.rules is None:
             present = pc.indices_nonzero(values.present()).to_pylist()
@@ -120,10 +190,16 @@ class RecordValidator:
             mask = pc.is_in(
                 pa.array(np.arange(len(values), dtype=np.int64)), pa.array(bad, pa.int64())
             )
-            flag(mask, name, "schema", lambda r: _message(checker, values, r))
+            flag(mask, name, "schema", lambda r: _message(checker, values, r), droppable)
             return
         for rule in checker.rules:
-            flag(rule.check(values), name, rule.name, lambda r: _message(checker, values, r))
+            flag(
+                rule.check(values),
+                name,
+                rule.name,
+                lambda r: _message(checker, values, r),
+                droppable,
+            )
 
     def _row_rules(self, prepared: Mapping[str, Prepared], rows: int, flag: Any) -> None:
         plan = self.plan
@@ -162,6 +238,7 @@ class RecordValidator:
                         f"{v.json[r].as_py()} is a single value; REPLACE_ATTRIBUTES replaces "
                         "arrays: write it as an array text (['a', 'b']), or use UPSERT"
                     ),
+                    True,
                 )
         if operation.is_audience and all(
             n in prepared for n in ("td_audience_id", "td_audience_name")
@@ -234,6 +311,12 @@ class RecordValidator:
                 f"if your tenant keeps them longer, set out.event_retention_days: {{{names[r].as_py()}: DAYS}}"
             ),
         )
+
+
+def _valid(issues: Sequence[Issue], rows: int) -> pa.BooleanArray:
+    valid = np.ones(rows, dtype=bool)
+    valid[[issue.row for issue in issues]] = False
+    return pa.array(valid)
 
 
 def event_epoch_seconds(timestamps: pa.Array | None) -> pa.DoubleArray | None:
