@@ -75,6 +75,56 @@ def users(rows: int) -> pa.Table:
     )
 
 
+def crm_users(rows: int) -> pa.Table:
+    """The same users as a CRM export writes them: values that normalization must fix.
+
+    Lowercase countries (1 in 3), hyphenated or uppercase languages (1 in 2), emails with
+    capitals and spaces (1 in 5), phones written 0090 ... (1 in 7; each distinct, so each one
+    costs a phonenumbers parse), birthdays as 'YYYY-MM-DD HH:MM:SS' texts, yes/no opt-ins.
+    """
+    table = users(rows)
+    ids_np = np.arange(rows, dtype=np.int64)
+
+    def every(n: int, changed: pa.Array, column: str) -> pa.Array:
+        return pc.if_else(pa.array(ids_np % n == 0), changed, table[column].combine_chunks())
+
+    country = table["country"].combine_chunks()
+    language = table["language"].combine_chunks()
+    email = table["email"].combine_chunks()
+    phone = table["phone_number"].combine_chunks()
+    phone_00 = pc.replace_substring_regex(phone, r"^\+90555", "0090 555 ")
+    birthday_text = pc.strftime(table["birthday"].combine_chunks(), "%Y-%m-%d %H:%M:%S")
+    optin = table["email_optin"].combine_chunks()
+    return (
+        table.set_column(
+            table.schema.get_field_index("country"),
+            "country",
+            every(3, pc.utf8_lower(country), "country"),
+        )
+        .set_column(
+            table.schema.get_field_index("language"),
+            "language",
+            every(2, pc.utf8_upper(pc.replace_substring(language, "_", "-")), "language"),
+        )
+        .set_column(
+            table.schema.get_field_index("email"),
+            "email",
+            every(5, pc.binary_join_element_wise(" ", pc.utf8_upper(email), "", ""), "email"),
+        )
+        .set_column(
+            table.schema.get_field_index("phone_number"),
+            "phone_number",
+            every(7, phone_00, "phone_number"),
+        )
+        .set_column(table.schema.get_field_index("birthday"), "birthday", birthday_text)
+        .set_column(
+            table.schema.get_field_index("email_optin"),
+            "email_optin",
+            pc.if_else(optin, "yes", "no"),
+        )
+    )
+
+
 def events(rows: int) -> pa.Table:
     ids_np = np.arange(rows, dtype=np.int64)
     ids = pa.array(ids_np)

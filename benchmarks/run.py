@@ -33,8 +33,9 @@ DATA = HERE / ".data"
 ROWS_PER_GROUP = 50_000
 
 
-def dataset(kind: str, rows: int) -> Path:
-    path = DATA / f"{kind}-{rows}.parquet"
+def dataset(kind: str, rows: int, values: str = "clean") -> Path:
+    suffix = "" if values == "clean" else f"-{values}"
+    path = DATA / f"{kind}-{rows}{suffix}.parquet"
     if not path.exists():
         import pyarrow.parquet as pq
 
@@ -42,7 +43,10 @@ def dataset(kind: str, rows: int) -> Path:
         import data
 
         DATA.mkdir(exist_ok=True)
-        table = data.users(rows) if kind == "users" else data.events(rows)
+        if kind == "users":
+            table = data.users(rows) if values == "clean" else data.crm_users(rows)
+        else:
+            table = data.events(rows)
         pq.write_table(table, path, row_group_size=ROWS_PER_GROUP)
     return path
 
@@ -77,6 +81,7 @@ def child(
     with_pandas: bool = False,
     setup: str = "tuned",
     source: str = "file",
+    normalize: str = "on",
 ) -> dict:
     sink.call("/_reset")
     command = [
@@ -95,6 +100,8 @@ def child(
         setup,
         "--input",
         source,
+        "--normalize",
+        normalize,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
@@ -135,6 +142,8 @@ def run_child(args: argparse.Namespace) -> None:
         }
         if args.setup == "tuned":  # the earlier benchmark's tuning; "default" adds nothing
             out.update(skip_invalid_records=True, max_requests_in_flight=8)
+        if args.normalize == "off":
+            out["normalize"] = False
         source = (
             {"type": "file", "path": args.data}
             if args.input == "file"
@@ -238,6 +247,18 @@ def main() -> None:
         default="file",
         help="read the data with the file or the sql input",
     )
+    parser.add_argument(
+        "--normalize",
+        choices=["on", "off"],
+        default="on",
+        help="out.normalize (on is the default); off measures what normalization costs",
+    )
+    parser.add_argument(
+        "--values",
+        choices=["clean", "crm"],
+        default="clean",
+        help="crm: the users as a CRM writes them (lowercase codes, text dates, yes/no, 0090 phones), which normalization fixes",
+    )
     parser.add_argument("--child", choices=["arrowbulk", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--kind", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -248,7 +269,8 @@ def main() -> None:
         return
 
     print(
-        f"setup {args.setup}, input {args.input}, sink latency {args.latency_ms:g} ms"
+        f"setup {args.setup}, input {args.input}, normalize {args.normalize}, values {args.values}, "
+        f"sink latency {args.latency_ms:g} ms"
         + (" (the baseline sends one request at a time)" if args.latency_ms else "")
     )
     print(f"{'export':<22}{'rows':>10}{'rows/s':>12}{'vs baseline':>13}{'peak RSS':>11}  runs")
@@ -265,9 +287,18 @@ def main() -> None:
             )
             peaks = {}
             for rows in args.rows:
-                path = dataset(kind, rows)
+                path = dataset(kind, rows, args.values)
                 runs = [
-                    child(kind, "arrowbulk", path, sink, args.with_pandas, args.setup, args.input)
+                    child(
+                        kind,
+                        "arrowbulk",
+                        path,
+                        sink,
+                        args.with_pandas,
+                        args.setup,
+                        args.input,
+                        args.normalize,
+                    )
                     for _ in range(args.repeat)
                 ]
                 rate = statistics.median(r["rows"] / r["seconds"] for r in runs)

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.types as pat
 
 from arrowbulk import ConfigError
+from arrowbulk.plugins.insider.timetext import rfc3339
 
 #: Examples of changes kept per column and batch (validate --show-changes shows them).
 EXAMPLES_PER_COLUMN = 5
@@ -183,6 +184,10 @@ def _texts(
     out_of_form = pc.fill_null(pc.invert(pc.match_substring_regex(values, pattern)), False)
     if not pc.any(out_of_form).as_py():
         return values, ColumnChanges()  # the usual case for clean data: one regex pass
+    if rule is Rule.DATETIME:
+        fixed = _datetimes_vectorized(values, out_of_form)
+        if fixed is not None:
+            return _counted(values, fixed)
     # Each distinct out-of-form value is worked on once, then taken back to its rows.
     encoded = pc.dictionary_encode(pc.if_else(out_of_form, values, pa.scalar(None, pa.string())))
     uniques: list[str] = encoded.dictionary.to_pylist()
@@ -281,6 +286,20 @@ def _datetime(settings: Settings) -> Callable[[str], str | None]:
         return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
 
     return convert
+
+
+def _datetimes_vectorized(values: pa.StringArray, out_of_form: pa.BooleanArray) -> pa.Array | None:
+    """ISO 8601 texts parsed by Arrow, when the out-of-form values all share one kind: all
+    without an offset (taken as UTC) or all with one. None for a mix, or anything Arrow cannot
+    read: those go value by value."""
+    texts = pc.utf8_trim_whitespace(pc.if_else(out_of_form, values, pa.scalar(None, pa.string())))
+    for kind in (pa.timestamp("ns"), pa.timestamp("ns", "UTC")):
+        try:
+            parsed = texts.cast(kind)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        return pc.coalesce(rfc3339(parsed), values)
+    return None
 
 
 _CONVERTERS: dict[Rule, Callable[[Settings], Callable[[str], str | None]]] = {
