@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+# The shared helpers live in helpers.py (tests import them from there); fixtures use them too.
+from helpers import API_KEY, PARTNER, sample_table
+
 from arrowbulk.cli import main
 
 
@@ -21,24 +23,6 @@ from arrowbulk.cli import main
 def _only_builtin_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests must not pick up whatever else happens to be installed.
     monkeypatch.setenv("ARROWBULK_PLUGINS", "file,sql,null,insider,filters")
-
-
-def sample_table(rows: int = 10) -> pa.Table:
-    return pa.table(
-        {
-            "id": pa.array(range(rows), pa.int64()),
-            "name": pa.array([f"név-{i}" if i % 4 else None for i in range(rows)], pa.string()),
-            "score": pa.array([i / 3 for i in range(rows)], pa.float64()),
-            "active": pa.array([i % 2 == 0 for i in range(rows)], pa.bool_()),
-            "tags": pa.array(
-                [[f"t{i}", "x"] if i % 3 else [] for i in range(rows)], pa.list_(pa.string())
-            ),
-            "at": pa.array(
-                [dt.datetime(2026, 1, 1) + dt.timedelta(hours=i) for i in range(rows)],
-                pa.timestamp("us"),
-            ),
-        }
-    )
 
 
 @pytest.fixture
@@ -82,9 +66,6 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
 
 
 # --- Insider -------------------------------------------------------------------------------
-
-PARTNER = "acme"
-API_KEY = "test-key-7f3a9c2e51"
 
 
 @pytest.fixture
@@ -142,23 +123,3 @@ def run_insider(tmp_path: Path, cli, sandbox) -> Callable[..., InsiderRun]:
         return InsiderRun(result, summary, rejects)
 
     return run
-
-
-def write_insider_job(folder: Path, url: str, data: str, **out: Any) -> Path:
-    """A job reading ``data`` (beside it) into the sandbox at ``url``; returns the YAML's path."""
-    config = {
-        "type": "insider",
-        "api_key": API_KEY,
-        "partner_name": PARTNER,
-        "endpoint": url,
-        **out,
-    }
-    job = folder / "job.yml"
-    job.write_text(
-        yaml.safe_dump({"in": {"type": "file", "path": data}, "out": config}), encoding="utf-8"
-    )
-    return job
-
-
-def bodies(sandbox, path: str = "/api/user/v1/upsert") -> list[dict[str, Any]]:
-    return [r["body"] for r in sandbox.requests if r["path"] == path and "body" in r]

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import yaml
 
 #: Property tests run their full count in CI (which sets CI=true) and a fifth of it elsewhere,
 #: so the README's test command stays quick on a laptop and CI still searches widely.
@@ -12,3 +18,47 @@ FULL_PROPERTY_RUNS = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 def examples(full: int) -> int:
     """How many examples a property test runs: ``full`` in CI, a fifth (at least 10) elsewhere."""
     return full if FULL_PROPERTY_RUNS else max(10, full // 5)
+
+
+def sample_table(rows: int = 10) -> pa.Table:
+    return pa.table(
+        {
+            "id": pa.array(range(rows), pa.int64()),
+            "name": pa.array([f"név-{i}" if i % 4 else None for i in range(rows)], pa.string()),
+            "score": pa.array([i / 3 for i in range(rows)], pa.float64()),
+            "active": pa.array([i % 2 == 0 for i in range(rows)], pa.bool_()),
+            "tags": pa.array(
+                [[f"t{i}", "x"] if i % 3 else [] for i in range(rows)], pa.list_(pa.string())
+            ),
+            "at": pa.array(
+                [dt.datetime(2026, 1, 1) + dt.timedelta(hours=i) for i in range(rows)],
+                pa.timestamp("us"),
+            ),
+        }
+    )
+
+
+# --- Insider ---
+
+PARTNER = "acme"
+API_KEY = "test-key-7f3a9c2e51"
+
+
+def write_insider_job(folder: Path, url: str, data: str, **out: Any) -> Path:
+    """A job reading ``data`` (beside it) into the sandbox at ``url``; returns the YAML's path."""
+    config = {
+        "type": "insider",
+        "api_key": API_KEY,
+        "partner_name": PARTNER,
+        "endpoint": url,
+        **out,
+    }
+    job = folder / "job.yml"
+    job.write_text(
+        yaml.safe_dump({"in": {"type": "file", "path": data}, "out": config}), encoding="utf-8"
+    )
+    return job
+
+
+def bodies(sandbox, path: str = "/api/user/v1/upsert") -> list[dict[str, Any]]:
+    return [r["body"] for r in sandbox.requests if r["path"] == path and "body" in r]

@@ -7,8 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import write_insider_job
-from helpers import examples
+from helpers import examples, write_insider_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from conftest import sample_table
+from helpers import sample_table
 
 REPO = Path(__file__).resolve().parent.parent
 

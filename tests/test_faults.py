@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from conftest import bodies
+from helpers import bodies
 
 from arrowbulk.plugins.insider.client import RateLimiter, _retry_after
 

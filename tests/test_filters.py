@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import API_KEY, PARTNER, bodies
+from helpers import API_KEY, PARTNER, bodies
 
 from arrowbulk import FilterPlugin, hookimpl
 from arrowbulk.config import pipeline_from_mapping

@@ -12,7 +12,7 @@ import pyarrow.feather as feather
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
-from conftest import sample_table
+from helpers import sample_table
 
 from arrowbulk.batches import rebatch
 from arrowbulk.config import pipeline_from_mapping

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import API_KEY, PARTNER, bodies
+from helpers import API_KEY, PARTNER, bodies
 
 from arrowbulk.plugins.insider.sandbox import InsiderSandbox
 

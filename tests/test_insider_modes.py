@@ -6,7 +6,7 @@ import datetime as dt
 
 import pyarrow as pa
 import pytest
-from conftest import bodies
+from helpers import bodies
 
 
 def profile_of(sandbox, **identifiers):

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 import yaml
-from conftest import API_KEY, PARTNER, bodies
+from helpers import API_KEY, PARTNER, bodies
 
 from arrowbulk.plugins.insider.normalize import Normalizer, Rule, Settings, rule_of
 from arrowbulk.plugins.insider.spec import load_spec

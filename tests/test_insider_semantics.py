@@ -4,7 +4,7 @@ not spec-checked, USER_AUDIENCES needs ids and names together."""
 from __future__ import annotations
 
 import pyarrow as pa
-from conftest import bodies
+from helpers import bodies
 
 
 def test_replace_attributes_rejects_single_values_in_a_text_column(run_insider, sandbox) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from conftest import API_KEY, PARTNER, bodies
+from helpers import API_KEY, PARTNER, bodies
 from werkzeug import Request, Response
 
 from arrowbulk import InputPlugin, hookimpl

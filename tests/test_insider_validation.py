@@ -6,7 +6,7 @@ import datetime as dt
 
 import pyarrow as pa
 import pytest
-from conftest import bodies
+from helpers import bodies
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
@@ -311,7 +311,7 @@ def test_validate_counts_invalid_records_by_reason_and_sends_nothing(
     cli, sandbox, tmp_path
 ) -> None:
     import pyarrow.parquet as pq
-    from conftest import write_insider_job
+    from helpers import write_insider_job
 
     pq.write_table(
         pa.table({"email": ["a@b.co", "bad", "worse"], "name": ["x", "y", "z"]}),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from conftest import write_insider_job
+from helpers import write_insider_job
 
 
 def test_the_first_invalid_record_in_task_order_is_reported(cli, sandbox, tmp_path: Path) -> None:

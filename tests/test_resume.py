@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 import yaml
-from conftest import API_KEY, PARTNER
+from helpers import API_KEY, PARTNER
 
 from arrowbulk.plugins.insider.sandbox import InsiderSandbox
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import API_KEY, PARTNER, bodies
+from helpers import API_KEY, PARTNER, bodies
 
 from arrowbulk.plugins.insider.sandbox import InsiderSandbox
 

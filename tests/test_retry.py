@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from conftest import bodies, write_insider_job
+from helpers import bodies, write_insider_job
 
 
 def test_rejected_records_are_sent_again_after_the_fix(cli, sandbox, tmp_path: Path) -> None:

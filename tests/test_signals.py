@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, PARTNER
+from helpers import API_KEY, PARTNER
 from test_resume import ROWS, write_job
 
 from arrowbulk.plugins.insider.sandbox import InsiderSandbox

@@ -97,7 +97,7 @@ class Normalized:
     changes: dict[str, ColumnChanges]
 
 
-def rule_of(schema: Mapping[str, Any]) -> Rule | None:
+def rule_of(schema: Mapping[str, Any] | bool) -> Rule | None:
     """The normalization a property's schema asks for, if any."""
     if not isinstance(schema, Mapping):
         return None  # a boolean schema (true: anything goes)
