@@ -27,6 +27,7 @@ from arrowbulk.spi import (
     Control,
     DryRun,
     FilterPlugin,
+    FilterReject,
     FilterValueError,
     InputPlugin,
     OutputPlugin,
@@ -34,6 +35,7 @@ from arrowbulk.spi import (
     RecordCheck,
     Reporter,
     RunContext,
+    SetAside,
     TaskReport,
 )
 from arrowbulk.writable import check_writable_folder
@@ -49,6 +51,7 @@ __all__ = [
     "Control",
     "DryRun",
     "FilterPlugin",
+    "FilterReject",
     "FilterValueError",
     "InputPlugin",
     "Interrupted",
@@ -64,6 +67,7 @@ __all__ = [
     "RunContext",
     "SchemaError",
     "Secret",
+    "SetAside",
     "TaskReport",
     "__version__",
     "check_writable_folder",

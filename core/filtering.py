@@ -1,19 +1,27 @@
 """An input seen through its filters: what preview, validate, the spool and the tasks read.
 
 Filters map the schema once, when the job starts, and every batch as it is read, in the order
-the config lists them. A batch a filter returns must have the schema it announced; a value it
-cannot take (:class:`FilterValueError`) stops the job naming the task, the row and the column.
+the config lists them. A batch a filter returns must have the schema it announced. A value it
+cannot take either stops the job naming the task, the row and the column
+(:class:`FilterValueError`), or, from a filter that sets such rows aside (``filter_rows``),
+becomes a :class:`FilterReject` handed to whoever reads the task: the output's page or
+record check, which rejects it or stops the job. No row is lost between the two.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from arrowbulk.errors import JobError
-from arrowbulk.spi import FilterPlugin, FilterValueError, InputPlugin
+from arrowbulk.spi import FilterPlugin, FilterReject, FilterValueError, InputPlugin
+
+#: Receives the records filters set aside from one batch, with how many rows were kept before
+#: them in the task (the position the next kept row has in what the output receives).
+OnReject = Callable[[list[FilterReject], int], None]
 
 
 class FilteredInput(InputPlugin):
@@ -60,16 +68,30 @@ class FilteredInput(InputPlugin):
         return {**inner, "filters": [dict(f.config) for f in self.filters]}
 
     def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
+        """The filtered batches; a row a filter sets aside stops the job (no one to take it)."""
+
+        def stop(records: list[FilterReject], kept_before: int) -> None:
+            raise JobError(f"{records[0].where}, {records[0].message}")
+
+        return self.read_rows(task_index, stop)
+
+    def read_rows(self, task_index: int, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
+        """The filtered batches of one task; rows set aside go to ``on_reject`` first."""
         schemas = self._chain()
-        first_row = 0
-        for batch in self.inner.read(task_index):
-            rows = batch.num_rows
+        first_row = 0  # rows of the task's input before this batch
+        kept = 0  # rows of the task yielded before this batch
+        for raw in self.inner.read(task_index):
+            batch = raw
+            origin: np.ndarray | None = None  # raw row of each row still in `batch`
+            rejects: list[FilterReject] = []
             for plugin, expected in zip(self.filters, schemas[1:], strict=True):
+                given = batch
                 try:
-                    batch = plugin.filter(batch)
+                    batch, aside = plugin.filter_rows(batch)
                 except FilterValueError as error:
+                    at = error.position if origin is None else int(origin[error.position])
                     raise JobError(
-                        f"{self.describe_task(task_index)}, row {first_row + error.position}, "
+                        f"{self.describe_task(task_index)}, row {first_row + at}, "
                         f"filter {plugin.type_name}: {error}"
                     ) from None
                 if not batch.schema.equals(expected):
@@ -77,5 +99,40 @@ class FilteredInput(InputPlugin):
                         f"filter {plugin.type_name} returned columns {batch.schema} but announced "
                         f"{expected}; a bug in the filter plugin"
                     )
-            first_row += rows
+                if aside:
+                    if origin is None:
+                        origin = np.arange(given.num_rows)  # no row dropped yet: the identity
+                    positions = np.array([a.position for a in aside], dtype=np.int64)
+                    for item, position in zip(aside, positions.tolist(), strict=True):
+                        at = int(origin[position])
+                        rejects.append(
+                            FilterReject(
+                                # -1: an earlier filter dropped rows, so the input row is unknown
+                                row=first_row + at if at >= 0 else -1,
+                                column=item.column,
+                                value=item.value,
+                                rule=item.rule,
+                                message=f"filter {plugin.type_name}, column {item.column}: "
+                                f"{item.value!r} {item.problem}",
+                                # the row as the input read it, or as this filter got it
+                                record=(raw if at >= 0 else given)
+                                .slice(at if at >= 0 else position, 1)
+                                .to_pylist()[0],
+                                where=f"{self.describe_task(task_index)}, "
+                                + (f"row {first_row + at}" if at >= 0 else "a row"),
+                            )
+                        )
+                    origin = np.delete(origin, positions)
+                elif batch.num_rows != given.num_rows:  # rows dropped (e.g. a WHERE): untraceable
+                    origin = _lost(batch)
+            if rejects:
+                rejects.sort(key=lambda r: r.row)
+                on_reject(rejects, kept)
+            first_row += raw.num_rows
+            kept += batch.num_rows
             yield batch
+
+
+def _lost(batch: pa.RecordBatch) -> np.ndarray:
+    """Input rows of a batch whose rows no longer map to the input's: unknown (-1)."""
+    return np.full(batch.num_rows, -1, dtype=np.int64)

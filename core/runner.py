@@ -26,13 +26,14 @@ from arrowbulk.cancel import Cancellation, Interrupted
 from arrowbulk.checkpoint import Checkpoint, StateLock
 from arrowbulk.config import PipelineConfig, validate_section
 from arrowbulk.errors import ArrowbulkError, ConfigError, JobError, RecordError, SchemaError
-from arrowbulk.filtering import FilteredInput
+from arrowbulk.filtering import FilteredInput, OnReject
 from arrowbulk.lifecycle import TaskScope
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry
 from arrowbulk.resources import load_schema
 from arrowbulk.spi import (
     DryRun,
+    FilterReject,
     InputPlugin,
     OutputPlugin,
     RecordCheck,
@@ -98,14 +99,13 @@ class Job:
             validate_section(f"filters[{i}]", config, cls.config_schema())
             for i, (cls, config) in enumerate(zip(filter_classes, pipeline.filters, strict=True))
         ]
-        if filter_classes:
-            self.input = FilteredInput(
-                self.input,
-                [
-                    cls(c, self.context)
-                    for cls, c in zip(filter_classes, self.filter_configs, strict=True)
-                ],
-            )
+        #: What the input plugin reads; a spool holds these rows, filters apply on reading.
+        self.raw_input = self.input
+        self.filters = [
+            cls(c, self.context) for cls, c in zip(filter_classes, self.filter_configs, strict=True)
+        ]
+        if self.filters:
+            self.input = FilteredInput(self.raw_input, self.filters)
         self.output: OutputPlugin = output_cls()
         self.resume = resume
 
@@ -154,7 +154,11 @@ class Job:
                 "reading the input from its spool %s (written by an earlier run)", spool.folder
             )
             rows = list(recorded["rows"])
-            return SpooledInput(self.input, spool, rows), self._checkpoint(len(rows)), spool
+            return (
+                self._filtered(SpooledInput(self.raw_input, spool, rows)),
+                self._checkpoint(len(rows)),
+                spool,
+            )
         if earlier is not None and any(t.settled or t.in_doubt for t in earlier.tasks.values()):
             raise ConfigError(
                 f"--resume {self.resume}: the input's spool {spool.folder} is missing, and the "
@@ -164,13 +168,18 @@ class Job:
         # Nothing was sent under an earlier state (if any): the query runs now, once, and its
         # parts (tasks of SPOOL_PART_ROWS rows) decide how the state counts tasks.
         log.debug("running the input once into its spool %s", spool.folder)
-        rows = spool.fill(self.input, self.cancellation)
+        # The input's own rows are spooled; filters apply as the spool is read, so a row a
+        # filter sets aside reaches the output's reject path like any other record.
+        rows = spool.fill(self.raw_input, self.cancellation)
         checkpoint = None
         if self.resume is not None:
             self.resume.unlink(missing_ok=True)
             checkpoint = self._checkpoint(len(rows))
             checkpoint.record_spool({"rows": rows})
-        return SpooledInput(self.input, spool, rows), checkpoint, spool
+        return self._filtered(SpooledInput(self.raw_input, spool, rows)), checkpoint, spool
+
+    def _filtered(self, source: InputPlugin) -> InputPlugin:
+        return FilteredInput(source, self.filters) if self.filters else source
 
     def validate(self, dry_run: DryRun | None = None) -> Validation:
         """Check the config, the input's schema and, if the output has one, every record."""
@@ -354,6 +363,7 @@ class _TaskControl:
         committed) and close is always called, in :class:`TaskScope`.
         """
         rows = [0]  # rows handed to the output so far; read by the error path too
+        aside = [0]  # rows filters set aside, handed to the output's reject path
         skip = 0
         if self.checkpoint is not None:
             state = self.checkpoint.task(index)
@@ -371,25 +381,36 @@ class _TaskControl:
                 scope.page.track(lambda settled, in_doubt: self._track(index, settled, in_doubt))
                 if skip:
                     scope.page.skip(skip)
-            for batch in self._batches(index, rows, skip):
-                scope.page.add(batch)
-            scope.page.finish()
+            page = scope.page
+
+            def set_aside(records: list[FilterReject], kept_before: int) -> None:
+                if kept_before < skip:
+                    return  # before the settled rows: an earlier run rejected them already
+                self._count_read(len(records))
+                aside[0] += len(records)
+                page.reject(records)
+
+            for batch in self._batches(index, rows, skip, set_aside):
+                page.add(batch)
+            page.finish()
         except BaseException as error:
-            self._fail_task(scope, error, index, rows[0])
+            self._fail_task(scope, error, index, rows[0] + aside[0])
             raise
         assert self._commit_pool is not None
         with self._lock:
             self._commit_futures.append(
-                self._commit_pool.submit(self._commit_task, scope, index, rows[0], skip)
+                self._commit_pool.submit(self._commit_task, scope, index, rows[0], skip, aside[0])
             )
 
-    def _commit_task(self, scope: TaskScope, index: int, rows: int, skip: int) -> None:
+    def _commit_task(self, scope: TaskScope, index: int, rows: int, skip: int, aside: int) -> None:
+        """``rows`` reached ``add`` (the resume state counts those); ``aside`` more were set
+        aside by filters and rejected by the page: the task's account holds both."""
         try:
             report = scope.commit()
         except BaseException as error:
-            self._fail_task(scope, error, index, rows)
+            self._fail_task(scope, error, index, rows + aside)
             raise
-        report.settle(rows)
+        report.settle(rows + aside)
         self.reports[index] = report  # the account first: a failing close cannot lose it
         self.committed[index] = True
         if self.checkpoint is not None:
@@ -419,15 +440,27 @@ class _TaskControl:
             self.cancellation.cancel(error)
             raise
 
-    def _batches(self, index: int, rows: list[int], skip: int = 0) -> Iterator[pa.RecordBatch]:
-        for batch in _skip_rows(self.source.read(index), skip):
+    def _batches(
+        self, index: int, rows: list[int], skip: int, on_reject: OnReject
+    ) -> Iterator[pa.RecordBatch]:
+        for batch in _skip_rows(read_task(self.source, index, on_reject), skip):
             if self.cancellation.is_cancelled():
                 raise TaskCancelled(f"task {index} stopped: the job is stopping")
             rows[0] += batch.num_rows
-            with self._lock:
-                self.rows_read += batch.num_rows
-            self.job.progress.add(batch.num_rows)
+            self._count_read(batch.num_rows)
             yield batch
+
+    def _count_read(self, rows: int) -> None:
+        with self._lock:
+            self.rows_read += rows
+        self.job.progress.add(rows)
+
+
+def read_task(source: InputPlugin, index: int, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
+    """A task's batches; rows filters set aside go to ``on_reject``."""
+    if isinstance(source, FilteredInput):
+        return source.read_rows(index, on_reject)
+    return source.read(index)
 
 
 def check_column_names(schema: pa.Schema, input_type: str) -> None:
@@ -517,7 +550,23 @@ class ParallelCheck:
 
     def _task(self, index: int) -> None:
         check, first_row = self._check(), 0
-        for batch in self.source.read(index):
+
+        def set_aside(records: list[FilterReject], kept_before: int) -> None:
+            with self._lock:
+                self.rows += len(records)
+            check.reject(records, index)
+
+        batches = read_task(self.source, index, set_aside)
+        while True:
+            try:
+                batch = next(batches, None)
+            except RecordError as error:  # a record a filter set aside, refused by the check
+                with self._lock:
+                    self._errors[index] = error
+                    self.reasons.append(error.reason or "invalid record")
+                return
+            if batch is None:
+                return
             if self.cancellation.is_cancelled():
                 raise self.cancellation.reason or JobError("the job is stopping")
             with self._lock:

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Protocol
 import pyarrow as pa
 
 from arrowbulk.cancel import Cancellation
+from arrowbulk.errors import RecordError
 
 ConfigDiff = dict[str, Any]
 
@@ -209,6 +210,43 @@ class FilterPlugin(PluginBase):
     def filter(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """The batch, changed; raise :class:`FilterValueError` for a value it cannot take."""
 
+    def filter_rows(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[SetAside]]:
+        """The batch, changed, less the rows this filter cannot take, and those rows' reasons.
+
+        Override it to let the output reject such rows (its reject file, or a stop when it
+        does not skip invalid records) instead of stopping the job at the first; the default
+        is :meth:`filter`, which stops the job with a :class:`FilterValueError`.
+        """
+        return self.filter(batch), []
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A row a filter could not take: where it is in the batch the filter got, and why."""
+
+    position: int
+    column: str
+    value: Any
+    rule: str  # a short stable name, e.g. "cast"
+    problem: str  # what is wrong, e.g. "cannot be cast to int64"
+
+
+@dataclass(frozen=True)
+class FilterReject:
+    """A record that never reached the output's ``add``: a filter set it aside."""
+
+    row: int  # its position in the task's input (before filters)
+    column: str
+    value: Any
+    rule: str
+    message: str  # names the filter, the column, the value and the problem
+    record: dict[str, Any]  # the row as the input read it
+    where: str = ""  # the task's input and the row, for messages ("crm.csv, row 7")
+
+    @property
+    def reason(self) -> str:
+        return f"{self.column}: {self.rule}"
+
 
 class FilterValueError(ValueError):
     """A value a filter cannot take: the host adds the task and the row to the message."""
@@ -227,6 +265,17 @@ class PageOutput(ABC):
 
     def finish(self) -> None:  # noqa: B027 - a no-op is the right default
         """All rows were added: flush what is buffered."""
+
+    def reject(self, records: list[FilterReject]) -> None:
+        """Records a filter set aside (they never reach ``add``): count each as rejected
+        (``commit``'s report includes them) with its reason, or raise to stop the job.
+
+        The default stops the job: an output without a reject path must not lose them."""
+        first = records[0]
+        raise RecordError(
+            f"{first.where}, {first.message}; fix the value or the filter's config",
+            reason=first.reason,
+        )
 
     @abstractmethod
     def commit(self) -> TaskReport:
@@ -270,6 +319,15 @@ class RecordCheck(ABC):
     def finish(self) -> dict[str, Any]:
         """All batches were checked; return figures for the summary."""
         return {}
+
+    def reject(self, records: list[FilterReject], task_index: int) -> None:
+        """Records a filter set aside: the default stops the job before anything is sent."""
+        first = records[0]
+        raise RecordError(
+            f"{first.where}, {first.message}. Nothing was sent. Fix the value or the filter's "
+            "config, or set the output to skip invalid records",
+            reason=first.reason,
+        )
 
 
 class OutputPlugin(PluginBase):

@@ -80,7 +80,7 @@ def test_rename_and_columns_turn_a_crm_csv_into_typed_columns(
     ]
 
 
-def test_a_value_that_cannot_be_cast_stops_the_job_naming_row_column_value(
+def test_a_value_that_cannot_be_cast_stops_a_job_whose_output_has_no_reject_path(
     cli, write_pipeline, tmp_path
 ) -> None:
     (tmp_path / "crm.csv").write_text("id,active\n1,yes\n2,maybe\n")
@@ -91,7 +91,7 @@ def test_a_value_that_cannot_be_cast_stops_the_job_naming_row_column_value(
     job.write_text(job.read_text() + "filters: [{type: columns, cast: {active: boolean}}]\n")
     result = cli("run", job, "--no-progress")
     assert result.code == 1
-    assert "crm.csv, row 1, filter columns: column active: 'maybe' is not a boolean" in result.err
+    assert "crm.csv, row 1, filter columns, column active: 'maybe' is not a boolean" in result.err
     assert not (tmp_path / "out/x.jsonl").exists()
 
 
@@ -248,3 +248,95 @@ def test_unknown_filter_types_and_bad_filter_lists_are_config_errors(
     job.write_text(base + "filters: {type: rename}\n")
     result = cli("validate", job)
     assert result.code == 2 and "filters: must be a list" in result.err
+
+
+# --- values a filter cannot take reach the output's reject path -----------------------------
+
+CAST_CSV = "uuid,age,optin\nu0,30,yes\nu1,thirty,no\nu2,31,maybe\nu3,32,y\n"
+
+
+def insider_with_cast(tmp_path: Path, url: str, source: dict[str, Any], **out: Any) -> Path:
+    import yaml
+
+    (tmp_path / "users.csv").write_text(CAST_CSV)
+    config = {
+        "in": source,
+        "filters": [
+            {"type": "rename", "columns": {"optin": "email_optin"}},
+            {"type": "columns", "cast": {"age": "int64", "email_optin": "boolean"}},
+        ],
+        "out": {
+            "type": "insider",
+            "api_key": API_KEY,
+            "partner_name": PARTNER,
+            "endpoint": url,
+            "reject_file": "rejects.jsonl",
+            "normalize": False,
+            **out,
+        },
+    }
+    job = tmp_path / "cast.yml"
+    job.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return job
+
+
+CSV_INPUT = {"type": "file", "path": "users.csv", "csv": {"strings_only": True}}
+SQL_INPUT = {
+    "type": "sql",
+    "query": "SELECT * FROM read_csv('users.csv', all_varchar = true) ORDER BY uuid",
+}
+
+
+@pytest.mark.parametrize("source", [CSV_INPUT, SQL_INPUT], ids=["file", "sql-spooled"])
+def test_uncastable_rows_are_rejected_with_column_and_value(cli, sandbox, tmp_path, source) -> None:
+    job = insider_with_cast(tmp_path, sandbox.url, source, skip_invalid_records=True)
+    summary = tmp_path / "summary.json"
+    result = cli("run", job, "--no-progress", "--summary-json", summary)
+    assert result.code == 0, result.err
+    figures = json.loads(summary.read_text())
+    assert figures["rows"] == {"read": 4, "accepted": 2, "rejected": 2, "unsent": 0}
+    assert figures["rejected_by_reason"] == {"age: cast": 1, "email_optin: cast": 1}
+    sent = [u["identifiers"]["uuid"] for b in bodies(sandbox) for u in b["users"]]
+    assert sent == ["u0", "u3"]
+    rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["row"], r["stage"], r["column"]) for r in rejects] == [
+        (1, "filter", "age"),
+        (2, "filter", "email_optin"),
+    ]
+    assert "'thirty' cannot be cast to int64" in rejects[0]["message"]
+    assert rejects[0]["record"] == {"uuid": "u1", "age": "thirty", "optin": "no"}  # as read
+
+
+def test_uncastable_rows_stop_the_job_before_anything_is_sent(cli, sandbox, tmp_path) -> None:
+    job = insider_with_cast(tmp_path, sandbox.url, CSV_INPUT)  # skip_invalid_records: false
+    result = cli("run", job, "--no-progress")
+    assert result.code == 1
+    assert "users.csv, row 1, filter columns, column age: 'thirty' cannot be cast" in result.err
+    assert "Nothing was sent" in result.err
+    assert sandbox.requests == []
+
+
+def test_validate_lists_uncastable_rows_with_the_other_rules(cli, sandbox, tmp_path) -> None:
+    job = insider_with_cast(tmp_path, sandbox.url, CSV_INPUT, skip_invalid_records=True)
+    result = cli("validate", job, "--rejects", tmp_path / "invalid.jsonl")
+    assert result.code == 0, result.out + result.err
+    assert "records: 4 checked, 2 invalid" in result.out
+    assert any(line.startswith("age: cast") for line in result.out.splitlines())
+    lines = (tmp_path / "invalid.jsonl").read_text().splitlines()
+    assert [json.loads(line)["row"] for line in lines] == [1, 2]
+
+
+def test_rows_dropped_by_an_earlier_filter_are_said_to_be_untraceable(
+    cli, sandbox, tmp_path
+) -> None:
+    import yaml
+
+    job = insider_with_cast(tmp_path, sandbox.url, CSV_INPUT, skip_invalid_records=True)
+    config = yaml.safe_load(job.read_text())
+    config["filters"].insert(0, {"type": "sql", "query": "SELECT * FROM batch WHERE uuid <> 'u0'"})
+    job.write_text(yaml.safe_dump(config))
+    result = cli("run", job, "--no-progress")
+    assert result.code == 0, result.err
+    rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    # The WHERE dropped u0, so the input rows of later rejects are unknown: -1, not a guess.
+    assert [(r["row"], r["record"]["uuid"]) for r in rejects] == [(-1, "u1"), (-1, "u2")]

@@ -4,7 +4,8 @@ Applied in this order: ``select: [a, b]`` (only these, in this order) or ``drop:
 ``cast: {name: type}`` with ``string``, ``int64``, ``float64``, ``boolean`` (texts true/false,
 yes/no, y/n, 1/0 in any case), ``date``, ``timestamp`` (ISO 8601 texts, or ``{type:
 timestamp, format: '%d/%m/%Y %H:%M'}``), ``decimal(p,s)``; then ``add: {name: constant}``. A
-value that cannot be cast stops the job naming its row, column and value.
+row with a value that cannot be cast is set aside with its column and value: the output rejects
+it (its reject file, or a stop before anything is sent when it does not skip invalid records).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-from arrowbulk import ConfigError, FilterPlugin, FilterValueError, load_schema
+from arrowbulk import ConfigError, FilterPlugin, FilterValueError, SetAside, load_schema
 from arrowbulk.plugins.file.csv_types import named_type
 
 _TRUE = ["true", "yes", "y", "1"]
@@ -60,50 +62,86 @@ class ColumnsFilter(FilterPlugin):
         return self.schema
 
     def filter(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        filtered, aside = self.filter_rows(batch)
+        if aside:
+            first = aside[0]
+            raise FilterValueError(first.column, first.position, first.value, first.problem)
+        return filtered
+
+    def filter_rows(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[SetAside]]:
         columns = []
+        bad = np.zeros(batch.num_rows, dtype=bool)
+        aside: list[SetAside] = []
         for name in self.keep:
             column = batch.column(name)
             if name in self.casts:
-                column = _cast(column, *self.casts[name], name)
+                target, fmt = self.casts[name]
+                column, failed = _cast(column, target, fmt)
+                if failed is not None:
+                    fresh = failed & ~bad  # a row is set aside once, for its first column
+                    aside += [
+                        SetAside(
+                            row,
+                            name,
+                            batch.column(name)[row].as_py(),
+                            "cast",
+                            _problem(target, fmt),
+                        )
+                        for row in np.flatnonzero(fresh).tolist()
+                    ]
+                    bad |= failed
             columns.append(column)
         columns += [pa.repeat(value, batch.num_rows) for value in self.added.values()]
-        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
+        result = pa.RecordBatch.from_arrays(columns, schema=self.schema)
+        if aside:
+            aside.sort(key=lambda a: a.position)
+            result = result.filter(pa.array(~bad))
+        return result, aside
 
 
-def _cast(column: pa.Array, target: pa.DataType, fmt: str | None, name: str) -> pa.Array:
+def _problem(target: pa.DataType, fmt: str | None) -> str:
+    if target == pa.bool_():
+        return "is not a boolean (true/false, yes/no, y/n, 1/0)"
+    return f"cannot be cast to {target}" + (f" with format {fmt!r}" if fmt else "")
+
+
+def _cast(
+    column: pa.Array, target: pa.DataType, fmt: str | None
+) -> tuple[pa.Array, np.ndarray | None]:
+    """The column cast, and a mask of the rows whose value could not be (None: all could)."""
     text = pat.is_string(column.type) or pat.is_large_string(column.type)
     if target == pa.bool_() and text:
-        return _booleans(column, name)
+        return _booleans(column)
     try:
-        if fmt is not None and text:
-            return pc.strptime(column, format=fmt, unit="us")
-        return column.cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise _first_bad(column, target, fmt, name, str(error)) from None
+        return _cast_all(column, target, fmt, text), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    # The error path only: try each distinct value once, then cast the rest.
+    distinct = pc.drop_null(pc.unique(column))
+    failing = []
+    for position in range(len(distinct)):
+        try:
+            _cast_all(distinct.slice(position, 1), target, fmt, text)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            failing.append(position)
+    failed = pc.is_in(column, value_set=distinct.take(pa.array(failing, pa.int64())))
+    mask = pc.fill_null(failed, False).to_numpy(zero_copy_only=False)
+    rest = pc.if_else(pa.array(mask), pa.scalar(None, column.type), column)
+    return _cast_all(rest, target, fmt, text), mask
 
 
-def _booleans(column: pa.Array, name: str) -> pa.Array:
+def _cast_all(column: pa.Array, target: pa.DataType, fmt: str | None, text: bool) -> pa.Array:
+    if fmt is not None and text:
+        return pc.strptime(column, format=fmt, unit="us").cast(target)
+    return column.cast(target)
+
+
+def _booleans(column: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
     folded = pc.utf8_lower(pc.utf8_trim_whitespace(column))
     truthy, falsy = pc.is_in(folded, pa.array(_TRUE)), pc.is_in(folded, pa.array(_FALSE))
     unknown = pc.and_(pc.is_valid(folded), pc.invert(pc.or_(truthy, falsy)))
-    if pc.any(unknown).as_py():
-        position = pc.index(unknown, True).as_py()
-        raise FilterValueError(
-            name,
-            position,
-            column[position].as_py(),
-            "is not a boolean (true/false, yes/no, y/n, 1/0)",
-        )
-    return pc.if_else(pc.is_valid(folded), truthy, pa.nulls(len(column), pa.bool_()))
-
-
-def _first_bad(
-    column: pa.Array, target: pa.DataType, fmt: str | None, name: str, why: str
-) -> FilterValueError:
-    for position in range(len(column)):  # the error path only: find the value that failed
-        value = column.slice(position, 1)
-        try:
-            pc.strptime(value, format=fmt, unit="us") if fmt else value.cast(target)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return FilterValueError(name, position, value[0].as_py(), f"cannot be cast to {target}")
-    return FilterValueError(name, 0, None, f"cannot be cast to {target}: {why}")
+    values = pc.if_else(pc.is_valid(folded), truthy, pa.nulls(len(column), pa.bool_()))
+    if not pc.any(unknown).as_py():
+        return values, None
+    mask = unknown.to_numpy(zero_copy_only=False)
+    return pc.if_else(unknown, pa.scalar(None, pa.bool_()), values), mask

@@ -24,6 +24,7 @@ import pyarrow as pa
 from arrowbulk import (
     ArrowbulkError,
     DryRun,
+    FilterReject,
     JobError,
     OutputPlugin,
     PageOutput,
@@ -308,6 +309,28 @@ class InsiderDryRun(RecordCheck):
             value = orjson.loads(text) if text is not None else None
             where = _where(task_index, first_row + issue.row)
             entry["examples"].append([where, value if value is not None else issue.message])
+
+    def reject(self, records: list[FilterReject], task_index: int) -> None:
+        """Records a filter set aside: invalid, in the table and the rejects like the rest."""
+        for record in records:
+            self.invalid += 1
+            self.rows += 1
+            entry = self.rules.setdefault(
+                record.reason, {"count": 0, "meaning": record.message, "examples": []}
+            )
+            entry["count"] += 1
+            if len(entry["examples"]) < EXAMPLES_PER_RULE:
+                entry["examples"].append([_where(task_index, record.row), record.value])
+            if self.dry_run.rejects is not None:
+                self.dry_run.rejects.write(
+                    task=task_index,
+                    row=record.row,
+                    stage="filter",
+                    column=record.column,
+                    rule=record.rule,
+                    message=record.message,
+                    record=record.record,
+                )
 
     def _sample_requests(self, verdict: Verdict, first_row: int, rows: int) -> None:
         """The first request bodies of the first task, built as the run would build them."""
@@ -628,6 +651,29 @@ class InsiderPage(PageOutput):
                 f"{_where(self.task_index, first_row + issue.row)}, column {issue.column or '-'}, rule {issue.rule}: "
                 f"{issue.message}. Set skip_invalid_records: true to skip such records",
                 reason=issue.reason,
+            )
+
+    def reject(self, records: list[FilterReject]) -> None:
+        """Records a filter set aside: rejected like invalid records (stage ``filter``)."""
+        for record in records:
+            self.job.rejects.write(
+                task=self.task_index,
+                row=record.row,
+                stage="filter",
+                column=record.column,
+                rule=record.rule,
+                message=record.message,
+                record=record.record,
+            )
+            with self.tally.lock:
+                self.tally.reject(record.reason)
+        self.job.reporter.acknowledge(len(records))
+        if not self.task.skip_invalid_records:
+            first = records[0]
+            raise RecordError(
+                f"{first.where}, {first.message}. Set skip_invalid_records: true to skip such "
+                "records",
+                reason=first.reason,
             )
 
     def _write_dropped(self, batch: pa.RecordBatch, first_row: int, dropped: list[Issue]) -> None:
