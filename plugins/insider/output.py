@@ -46,6 +46,7 @@ from arrowbulk.plugins.insider.prepare import Prepared, prepare
 from arrowbulk.plugins.insider.requests import Request, RequestBuilder
 from arrowbulk.plugins.insider.spec import load_spec
 from arrowbulk.plugins.insider.validate import Issue, RecordValidator, Verdict, group_by_row
+from arrowbulk.plugins.insider.watermark import Watermark
 
 log = logging.getLogger(__name__)
 
@@ -394,10 +395,8 @@ class InsiderPage(PageOutput):
 
     Locks: ``lock`` guards the builder (the task thread and the age ticker use it) and may be
     held while ``submit`` waits for an in-flight slot. Delivery workers never take it: their
-    done-callbacks and reject callbacks take only ``progress_lock`` and ``recent_lock``, which
-    nobody holds across a submit. Progress is computed from snapshots taken under
-    ``progress_lock`` after each change to the builder; a snapshot can only be older, hence a
-    lower (safe) watermark, never a higher one.
+    done-callbacks and reject callbacks take only the watermark's lock and ``recent_lock``,
+    which nobody holds across a submit (see :mod:`watermark`).
     """
 
     def __init__(self, job: InsiderJob, task_index: int) -> None:
@@ -413,15 +412,8 @@ class InsiderPage(PageOutput):
         self.rows = 0  # rows received (the next row's position in the task)
         self.futures: list[Future[bool]] = []
         self.lock = threading.Lock()
-        self.progress_lock = threading.Lock()
         self.recent_lock = threading.Lock()
-        self._queued_through = 0  # rows [0, n) are queued, sent or rejected
-        # request id -> (its rows, their highest, their lowest) for requests handed to
-        # delivery that still have rows at or above the watermark: what a resume would send a
-        # second time (kept only when a resume state is tracked)
-        self._out: dict[int, tuple[np.ndarray, int, int]] = {}
-        self._pending_first: int | None = None  # the builder's lowest waiting row, as last seen
-        self._unsettled: dict[int, int] = {}  # request id -> its first row
+        self.watermark = Watermark(tracked=False)
         self._recent: dict[int, pa.RecordBatch] = {}  # chunk's first row -> its source rows
         self._progress: Callable[[int, int], None] | None = None
         with job.pages_lock:
@@ -429,9 +421,11 @@ class InsiderPage(PageOutput):
 
     def track(self, progress: Callable[[int, int], None]) -> None:
         self._progress = progress
+        self.watermark.tracked = True
 
     def skip(self, rows: int) -> None:
-        self.rows = self._queued_through = rows
+        self.rows = rows
+        self.watermark.skip(rows)
 
     def add(self, batch: pa.RecordBatch) -> None:
         for step in steps(batch):  # bounds the memory each step's intermediate columns take
@@ -493,12 +487,11 @@ class InsiderPage(PageOutput):
 
     def _send(self, requests: list[Request], queued_through: int | None = None) -> None:
         """Record what the builder now holds, then hand closed requests to delivery (holding ``lock``)."""
-        with self.progress_lock:
-            self._pending_first = self.builder.first_pending_row()
-            for request in requests:
-                self._unsettled[id(request)] = int(request.rows.min())
-            if queued_through is not None:
-                self._queued_through = queued_through
+        self.watermark.queued(
+            ((id(request), request.rows) for request in requests),
+            self.builder.first_pending_row(),
+            queued_through,
+        )
         for request in requests:
             key = id(request)
             future = self.job.delivery.submit(
@@ -515,36 +508,19 @@ class InsiderPage(PageOutput):
         """Recorded before it goes out: a crash from here on resends at most these rows."""
         if self._progress is None:
             return  # no resume state: nothing to record
-        with self.progress_lock:
-            self._out[id(request)] = (
-                request.rows,
-                int(request.rows.max()),
-                int(request.rows.min()),
-            )
+        self.watermark.going_out(id(request), request.rows)
         self._report_progress()
 
     def _request_done(self, key: int, future: Future[bool]) -> None:
         if future.cancelled() or not future.result():
             return  # not settled: it stays below the watermark and a resume sends it again
-        with self.progress_lock:
-            self._unsettled.pop(key, None)
+        self.watermark.answered(key)
         self._report_progress()
 
     def _report_progress(self) -> None:
-        """Advance the watermark: rows below every unsettled request and pending record."""
-        with self.progress_lock:
-            candidates = [self._queued_through, *self._unsettled.values()]
-            if self._pending_first is not None:
-                candidates.append(self._pending_first)
-            settled = min(candidates)
-            in_doubt = 0
-            for key, (rows, highest, lowest) in list(self._out.items()):
-                if highest < settled:
-                    del self._out[key]
-                elif lowest >= settled:
-                    in_doubt += len(rows)  # wholly above: no need to look at each row
-                else:
-                    in_doubt += int(np.count_nonzero(rows >= settled))
+        """Report the watermark (rows below every unsettled request and pending record)."""
+        position = self.watermark.position()
+        settled, in_doubt = position.settled, position.in_doubt
         with self.recent_lock:
             for first_row in [r for r, b in self._recent.items() if r + b.num_rows <= settled]:
                 del self._recent[first_row]
