@@ -21,8 +21,9 @@ from arrowbulk.plugins.insider.arrays import WHITESPACE, parse_array_text
 from arrowbulk.plugins.insider.columns import Kind, Plan, Role, plan_columns
 from arrowbulk.plugins.insider.config import resolve
 from arrowbulk.plugins.insider.encode import MAX_BITS, Encoder, Gap
+from arrowbulk.plugins.insider.job import prepare_columns
 from arrowbulk.plugins.insider.layout import identifier_group, layout
-from arrowbulk.plugins.insider.output import InsiderOutput, prepare_columns
+from arrowbulk.plugins.insider.output import InsiderOutput
 from arrowbulk.plugins.insider.prepare import Prepared
 from arrowbulk.plugins.insider.spec import load_spec
 

@@ -17,9 +17,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from arrowbulk import ArrowbulkError, JobError, RecordError, RejectWriter, Reporter
+from arrowbulk.plugins.insider.batching import Request, RequestBuilder
 from arrowbulk.plugins.insider.client import Answer, InsiderClient, RateLimiter, RetryBudget
 from arrowbulk.plugins.insider.config import InsiderTask
-from arrowbulk.plugins.insider.requests import Request, RequestBuilder
 from arrowbulk.plugins.insider.window import AdaptiveWindow
 
 log = logging.getLogger(__name__)

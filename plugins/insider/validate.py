@@ -1,6 +1,6 @@
 """Record-level validation of one batch: which rows break Insider's data spec, and why.
 
-Column rules come from the JSON Schemas (compiled by :mod:`checks`, jsonschema for the rest);
+Column rules come from the JSON Schemas (compiled by :mod:`schema_rules`, jsonschema for the rest);
 the row rules that JSON Schema cannot say about one column live here, each named:
 ``identifier`` (a user needs one), ``empty`` (nothing to send), ``required`` and the
 purchase / cart parameters (from the event schema's ``required`` and ``if``/``then``),
@@ -22,10 +22,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from arrowbulk.plugins.insider.checks import Rule, Uncompiled, compile_schema
 from arrowbulk.plugins.insider.columns import ColumnPlan, Plan, Role
 from arrowbulk.plugins.insider.config import InsiderTask, Operation
 from arrowbulk.plugins.insider.prepare import Prepared
+from arrowbulk.plugins.insider.schema_rules import Rule, Uncompiled, compile_schema
 from arrowbulk.plugins.insider.spec import Spec
 
 _SECONDS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}

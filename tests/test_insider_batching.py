@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_insider_encode import task_for
 
-from arrowbulk.plugins.insider.requests import Request, RequestBuilder
+from arrowbulk.plugins.insider.batching import Request, RequestBuilder
 
 
 def reference_requests(

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from test_insider_encode import task_for
 
 from arrowbulk.plugins.insider.arrays import parse_array_text
-from arrowbulk.plugins.insider.checks import compile_schema
 from arrowbulk.plugins.insider.columns import plan_columns
-from arrowbulk.plugins.insider.output import prepare_columns
+from arrowbulk.plugins.insider.job import prepare_columns
+from arrowbulk.plugins.insider.schema_rules import compile_schema
 from arrowbulk.plugins.insider.spec import load_spec, resolve_refs
 from arrowbulk.plugins.insider.validate import RecordValidator
 

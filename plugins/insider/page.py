@@ -1,0 +1,330 @@
+"""One task of the insider output: validate, encode and queue its rows; account for each."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, wait
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from arrowbulk import ArrowbulkError, FilterReject, PageOutput, RecordError, TaskReport
+from arrowbulk.plugins.insider.batching import Request, RequestBuilder
+from arrowbulk.plugins.insider.delivery import Tally
+from arrowbulk.plugins.insider.job import (
+    InsiderJob,
+    nonempty,
+    prepare_batch,
+    row_label,
+    steps,
+    write_reject,
+)
+from arrowbulk.plugins.insider.validate import Issue, RecordValidator, group_by_row
+from arrowbulk.plugins.insider.watermark import Watermark
+
+log = logging.getLogger(__name__)
+
+
+class InsiderPage(PageOutput):
+    """One task: validate, encode and queue its rows; track which rows are settled.
+
+    Locks: ``lock`` guards the builder (the task thread and the age ticker use it) and may be
+    held while ``submit`` waits for an in-flight slot. Delivery workers never take it: their
+    done-callbacks and reject callbacks take only the watermark's lock and ``recent_lock``,
+    which nobody holds across a submit (see :mod:`watermark`).
+    """
+
+    def __init__(self, job: InsiderJob, task_index: int) -> None:
+        self.job = job
+        self.task = job.task
+        self.plan = job.plan
+        self.task_index = task_index
+        self.validator = RecordValidator(self.plan, self.task, job.spec)
+        self.builder = RequestBuilder(self.task)
+        self.normalized: dict[str, int] = {}  # values changed, per column
+        self.dropped: dict[str, int] = {}  # values left out (on_invalid_value: drop_value)
+        self.tally = Tally()
+        self.rows = 0  # rows received (the next row's position in the task)
+        self.futures: list[Future[bool]] = []
+        self.lock = threading.Lock()
+        self.recent_lock = threading.Lock()
+        self.watermark = Watermark(tracked=False)
+        self._recent: dict[int, pa.RecordBatch] = {}  # chunk's first row -> its source rows
+        self._progress: Callable[[int, int], None] | None = None
+        with job.pages_lock:
+            job.pages.add(self)
+
+    def track(self, progress: Callable[[int, int], None]) -> None:
+        self._progress = progress
+        self.watermark.tracked = True
+
+    def skip(self, rows: int) -> None:
+        self.rows = rows
+        self.watermark.skip(rows)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        for step in steps(batch):  # bounds the memory each step's intermediate columns take
+            self._add_chunk(step)
+
+    def _add_chunk(self, batch: pa.RecordBatch) -> None:
+        self.job.delivery.raise_if_failed()
+        first_row, rows = self.rows, batch.num_rows
+        self.rows += rows
+        with self.recent_lock:
+            self._recent[first_row] = batch
+        prepared, changes = prepare_batch(self.job.checked, batch)
+        for name, change in changes.items():
+            self.normalized[name] = self.normalized.get(name, 0) + change.changed
+        valid = None
+        if not self.job.prevalidated or self.task.drop_invalid_values:
+            verdict = self.validator.validate(prepared, rows)
+            prepared = dict(verdict.prepared)
+            if verdict.dropped:
+                self._write_dropped(batch, first_row, verdict.dropped)
+            if verdict.issues:
+                self._reject_invalid(batch, first_row, verdict.issues)
+                valid = verdict.valid
+        texts = self.job.encoder.encode(prepared, rows)
+        keys = self.job.key_encoder.encode(prepared, rows) if self.job.key_encoder else None
+        row_numbers = np.arange(first_row, first_row + rows, dtype=np.int64)
+        if valid is not None:
+            keep = valid.to_numpy(zero_copy_only=False)
+            row_numbers, texts = row_numbers[keep], texts.filter(valid)
+            keys = keys.filter(valid) if keys is not None else None
+        self._queue(row_numbers, texts, keys, batch, first_row)
+
+    def _queue(
+        self,
+        rows: np.ndarray,
+        texts: pa.Array,
+        keys: pa.Array | None,
+        batch: pa.RecordBatch,
+        first_row: int,
+    ) -> None:
+        oversize = self.builder.too_large(texts, keys)
+        if oversize.any():
+            for position in np.flatnonzero(oversize).tolist():
+                size = len(texts[position].as_py())
+                message = f"the record alone is {size:,} bytes of JSON; a request may be at most {self.task.max_bytes:,}"
+                self._reject_invalid(
+                    batch,
+                    first_row,
+                    [Issue(int(rows[position]) - first_row, None, "too_large", message)],
+                )
+            fits = pa.array(~oversize)
+            rows, texts = rows[~oversize], texts.filter(fits)
+            keys = keys.filter(fits) if keys is not None else None
+        with self.lock:
+            self._send(
+                self.builder.add(rows, texts, keys), queued_through=first_row + batch.num_rows
+            )
+        self._report_progress()
+
+    def _send(self, requests: list[Request], queued_through: int | None = None) -> None:
+        """Record what the builder now holds, then hand closed requests to delivery (holding ``lock``)."""
+        self.watermark.queued(
+            ((id(request), request.rows) for request in requests),
+            self.builder.first_pending_row(),
+            queued_through,
+        )
+        for request in requests:
+            key = id(request)
+            future = self.job.delivery.submit(
+                request,
+                self.builder,
+                self.tally,
+                self._on_server_reject,
+                on_start=lambda request=request: self._going_out(request),  # type: ignore[misc]
+            )
+            future.add_done_callback(lambda done, key=key: self._request_done(key, done))  # type: ignore[misc]
+            self.futures.append(future)
+
+    def _going_out(self, request: Request) -> None:
+        """Recorded before it goes out: a crash from here on resends at most these rows."""
+        if self._progress is None:
+            return  # no resume state: nothing to record
+        self.watermark.going_out(id(request), request.rows)
+        self._report_progress()
+
+    def _request_done(self, key: int, future: Future[bool]) -> None:
+        if future.cancelled() or not future.result():
+            return  # not settled: it stays below the watermark and a resume sends it again
+        self.watermark.answered(key)
+        self._report_progress()
+
+    def _report_progress(self) -> None:
+        """Report the watermark (rows below every unsettled request and pending record)."""
+        position = self.watermark.position()
+        settled, in_doubt = position.settled, position.in_doubt
+        with self.recent_lock:
+            for first_row in [r for r, b in self._recent.items() if r + b.num_rows <= settled]:
+                del self._recent[first_row]
+        try:
+            # Rejections on disk before their rows count as settled anywhere.
+            self.job.rejects.sync()
+            if self._progress is not None:
+                self._progress(settled, in_doubt)
+        except ArrowbulkError as error:
+            # A failed write of the reject file or the state stops the job; the task thread
+            # raises it at its next step. Nothing here may escape: this runs in callbacks.
+            self.job.delivery.fail(error)
+
+    def flush_if_older_than(self, max_wait: float) -> None:
+        with self.lock:
+            oldest = self.builder.oldest()
+            if oldest is None or time.monotonic() - oldest < max_wait:
+                return
+            request = self.builder.close()
+            if request is not None:
+                log.info(
+                    "task %d: sending %d records that waited %.0fs",
+                    self.task_index,
+                    request.record_count,
+                    max_wait,
+                )
+                self._send([request])
+
+    def finish(self) -> None:
+        """Send what the builder holds; the answers are awaited in ``commit``, so the thread
+        that fed this task can feed the next one meanwhile."""
+        with self.lock:
+            request = self.builder.close()
+            self._send([request] if request is not None else [])
+
+    def _await_answers(self) -> int:
+        """Wait for every answer; once the job is stopping, only until its deadline.
+
+        Answers to requests already out still settle their rows. Returns how many requests
+        were left unanswered.
+        """
+        pending = self.futures
+        while pending:
+            remaining = self.job.cancellation.remaining()
+            _, left = wait(pending, timeout=0.25 if remaining is None else remaining)
+            pending = list(left)
+            if remaining is not None:
+                return len(pending)
+        return 0
+
+    def commit(self) -> TaskReport:
+        self._await_answers()
+        self._report_progress()
+        self.job.delivery.raise_if_failed()
+        return self._report()
+
+    def abort(self) -> TaskReport:
+        # The host cancelled the job (with the reason) before calling abort: answers to
+        # requests already out are awaited until the cancellation's deadline.
+        late = self._await_answers()
+        if late:
+            log.warning(
+                "task %d: %d request(s) still unanswered after exec.shutdown_timeout; their "
+                "records are counted unsent",
+                self.task_index,
+                late,
+            )
+        self._report_progress()
+        return self._report()
+
+    def close(self) -> None:
+        with self.job.pages_lock:
+            self.job.pages.discard(self)
+
+    def _report(self) -> TaskReport:
+        with self.tally.lock:
+            return TaskReport(
+                accepted=self.tally.accepted,
+                rejected=dict(self.tally.rejected),
+                details={
+                    "operation": self.task.operation.value,
+                    "requests": self.tally.requests,
+                    "records_sent": self.tally.records_sent,
+                    "retries": self.tally.retries,
+                    "split_requests": self.tally.splits,
+                    "reject_file": str(self.task.reject_file) if self.job.rejects.count else None,
+                    **nonempty(
+                        normalized={k: v for k, v in self.normalized.items() if v},
+                        dropped_values=self.dropped,
+                    ),
+                },
+            )
+
+    def _reject_invalid(self, batch: pa.RecordBatch, first_row: int, issues: list[Issue]) -> None:
+        groups = group_by_row(issues)
+        for failures in groups:
+            write_reject(self.job.rejects, self.task_index, first_row, batch, failures)
+            with self.tally.lock:
+                self.tally.reject(failures[0].reason)
+        self.job.reporter.acknowledge(len(groups))
+        if not self.task.skip_invalid_records:
+            issue = issues[0]
+            raise RecordError(
+                f"{row_label(self.task_index, first_row + issue.row)}, column {issue.column or '-'}, rule {issue.rule}: "
+                f"{issue.message}. Set skip_invalid_records: true to skip such records",
+                reason=issue.reason,
+            )
+
+    def reject(self, records: list[FilterReject]) -> None:
+        """Records a filter set aside: rejected like invalid records (stage ``filter``)."""
+        for record in records:
+            self.job.rejects.write(
+                task=self.task_index,
+                row=record.row,
+                stage="filter",
+                column=record.column,
+                rule=record.rule,
+                message=record.message,
+                record=record.record,
+            )
+            with self.tally.lock:
+                self.tally.reject(record.reason)
+        self.job.reporter.acknowledge(len(records))
+        if not self.task.skip_invalid_records:
+            first = records[0]
+            raise RecordError(
+                f"{first.where}, {first.message}. Set skip_invalid_records: true to skip such "
+                "records",
+                reason=first.reason,
+            )
+
+    def _write_dropped(self, batch: pa.RecordBatch, first_row: int, dropped: list[Issue]) -> None:
+        """Each value left out of a user that is sent: counted, and a line in the reject file."""
+        for issue in dropped:
+            assert issue.column is not None
+            self.dropped[issue.column] = self.dropped.get(issue.column, 0) + 1
+            self.job.rejects.write(
+                task=self.task_index,
+                row=first_row + issue.row,
+                stage="value",
+                column=issue.column,
+                rule=issue.rule,
+                message=f"{issue.message}; the user was sent without this value",
+                record=batch.slice(issue.row, 1).to_pylist()[0],
+            )
+
+    def _on_server_reject(
+        self, row: int, rule: str, message: str, user: bytes, attempt: int
+    ) -> None:
+        self.job.rejects.write(
+            task=self.task_index,
+            row=row,
+            stage="server",
+            rule=rule,
+            message=message,
+            record=self._source_row(row),
+            sent=orjson.loads(user),
+            attempt=attempt,
+        )
+
+    def _source_row(self, row: int) -> dict[str, Any] | None:
+        with self.recent_lock:
+            for first_row, batch in self._recent.items():
+                if first_row <= row < first_row + batch.num_rows:
+                    found: dict[str, Any] = batch.slice(row - first_row, 1).to_pylist()[0]
+                    return found
+        return None
