@@ -18,7 +18,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from arrowbulk.plugins.insider.config import InsiderTask, Operation
+from arrowbulk.plugins.insider.config import InsiderTask
+from arrowbulk.plugins.insider.operations import Envelope, Takes
 
 _IDENTIFIERS = b'{"identifiers":'
 _EVENTS = b',"events":['
@@ -76,18 +77,20 @@ class RequestBuilder:
 
     def __init__(self, task: InsiderTask) -> None:
         self.task = task
-        self.single = task.operation.one_user_per_request
-        self.events = task.operation is Operation.EVENTS
+        spec = task.operation.spec
+        self.single = spec.one_user_per_request
+        self.events = spec.takes is Takes.EVENTS
         self.prefix, self.suffix = self._envelope(task)
         self.overhead = len(self.prefix) + len(self.suffix)
         self._reset()
 
     @staticmethod
     def _envelope(task: InsiderTask) -> tuple[bytes, bytes]:
-        if task.operation.one_user_per_request:
+        envelope = task.operation.spec.envelope
+        if envelope is Envelope.SINGLE:
             return b"", b""
         tail = b"]"
-        if task.operation.path.endswith("/upsert"):
+        if envelope is Envelope.UPSERT:
             tail += b',"skip_hook":' + (b"true" if task.skip_hook else b"false")
             if task.error_callback_endpoint:
                 tail += b',"error_callback_endpoint":' + orjson.dumps(task.error_callback_endpoint)

@@ -147,7 +147,7 @@ class InsiderClient:
         self, task: InsiderTask, limiter: RateLimiter, budget: RetryBudget, stop: threading.Event
     ) -> None:
         self.task = task
-        self.url = task.endpoint + task.operation.path
+        self.url = task.endpoint + task.operation.spec.path
         self.limiter, self.budget, self.stop = limiter, budget, stop
         self.retrying = 0  # requests sleeping before their next attempt
         self._retrying_lock = threading.Lock()
@@ -229,7 +229,7 @@ class InsiderClient:
         """One request; its answer read up to max_response_bytes, before request_deadline."""
         deadline = time.monotonic() + self.task.request_deadline
         response = self.pool.request(
-            self.task.operation.method,
+            self.task.operation.spec.method,
             self.url,
             body=body,
             headers=self._headers,
@@ -245,7 +245,7 @@ class InsiderClient:
         return _answer(response.status, raw, attempt), response.headers
 
     def _checked(self, answer: Answer, headers: Any) -> Answer:
-        endpoint = f"{self.task.operation.method} {self.url}"
+        endpoint = f"{self.task.operation.spec.method} {self.url}"
         if answer.status in {401, 403} or (
             answer.status == 400 and "partner" in answer.message.lower()
         ):
@@ -261,7 +261,8 @@ class InsiderClient:
                 "set out.endpoint to the address that answers; nothing more was sent"
             )
         if answer.status == 404 and not (
-            self.task.operation.one_user_per_request and "no such user" in answer.message.lower()
+            self.task.operation.spec.one_user_per_request
+            and "no such user" in answer.message.lower()
         ):
             raise EndpointError(
                 f"out.endpoint: {endpoint} answered HTTP 404 ({_short(answer.message)}); check "

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.types as pat
 
 from arrowbulk import SchemaError
-from arrowbulk.plugins.insider.config import InsiderTask, Operation
+from arrowbulk.plugins.insider.config import InsiderTask
+from arrowbulk.plugins.insider.operations import Operation, Takes
 from arrowbulk.plugins.insider.spec import (
     AUDIENCE_COLUMNS,
     COLUMN_NAME_PATTERN,
@@ -131,19 +132,19 @@ def _plan_one(field: pa.Field, task: InsiderTask, spec: Spec) -> ColumnPlan:
 
 def role_of(name: str, task: InsiderTask, spec: Spec) -> tuple[Role, Mapping[str, Any]]:
     """What a column is for this operation, and the JSON Schema its values must match."""
-    operation = task.operation
+    takes = task.operation.spec.takes
     if name in task.custom_identifiers:
         return Role.CUSTOM_IDENTIFIER, spec.identifier_schema(name)
     if name in IDENTIFIER_NAMES:
         return Role.IDENTIFIER, spec.identifier_schema(name)
-    if operation is Operation.EVENTS:
+    if takes is Takes.EVENTS:
         if name in ("event_name", "timestamp"):
             return (
                 Role.EVENT_NAME if name == "event_name" else Role.TIMESTAMP
             ), spec.event_field_schema(name)
         role = Role.EVENT_PARAM if spec.is_default_event_param(name) else Role.CUSTOM_EVENT_PARAM
         return role, spec.event_param_schema(name)
-    if operation.is_audience:
+    if takes is Takes.AUDIENCE:
         return Role.CUSTOM_ATTRIBUTE, spec.audience_schema(name)
     role = Role.ATTRIBUTE if spec.is_default_attribute(name) else Role.CUSTOM_ATTRIBUTE
     return role, spec.attribute_schema(name)
@@ -163,66 +164,11 @@ def _allows_array(schema: Mapping[str, Any]) -> bool:
 
 
 def _check_operation(plan: Plan, schema: pa.Schema) -> None:
-    operation, payload = plan.operation, plan.payload
-    names = [c.name for c in payload]
-    if operation is Operation.EVENTS:
-        missing = [n for n in ("event_name", "timestamp") if n not in schema.names]
-        if missing:
-            raise SchemaError(
-                f"USER_EVENTS needs the columns {', '.join(missing)} (one row is one event)"
-            )
-        timestamp = schema.field("timestamp").type
-        if not (
-            pat.is_timestamp(timestamp)
-            or pat.is_date(timestamp)
-            or pat.is_string(timestamp)
-            or pat.is_large_string(timestamp)
-        ):
-            raise SchemaError(
-                f"timestamp must be a timestamp, a date or an RFC 3339 string, not {timestamp}"
-            )
-    elif operation.is_audience:
-        extra = [n for n in names if n not in AUDIENCE_COLUMNS]
-        if extra:
-            raise SchemaError(
-                "USER_AUDIENCES takes only identifiers, td_audience_id and td_audience_name; "
-                f"remove {', '.join(extra)}"
-            )
-        missing = [n for n in ("td_audience_id", "td_audience_name") if n not in names]
-        if missing:
-            raise SchemaError(
-                f"USER_AUDIENCES needs both td_audience_id and td_audience_name (ids and names "
-                f"pair up by position in every row); missing {', '.join(missing)}"
-            )
-        for column in payload:
-            if not column.wants_array:
-                raise SchemaError(
-                    f"{column.name} must be an array (an Arrow list or a string like [1, 2]), not {schema.field(column.name).type}"
-                )
-    elif operation is Operation.REPLACE_ATTRIBUTES:
-        scalar = [c.name for c in payload if not c.wants_array]
-        if scalar:
-            raise SchemaError(
-                "REPLACE_ATTRIBUTES replaces arrays only; these columns are not arrays of strings or "
-                f"numbers: {', '.join(scalar)}"
-            )
-        if not payload:
-            raise SchemaError(
-                "REPLACE_ATTRIBUTES needs at least one array column besides identifiers"
-            )
-    elif operation in {Operation.DELETE_IDENTIFIERS, Operation.DELETE_PII}:
-        if payload:
-            raise SchemaError(
-                f"{operation.value} takes identifier columns only; remove {', '.join(names)} "
-                "(or name them in custom_identifier_fields)"
-            )
-    else:
-        if not payload:
-            raise SchemaError(
-                f"{operation.value} needs at least one attribute column besides identifiers"
-            )
-    if not operation.is_audience and operation is not Operation.EVENTS:
-        custom = [c.name for c in payload if c.role is Role.CUSTOM_ATTRIBUTE]
+    """The columns the operation takes (its row in the operations table says which)."""
+    takes = plan.operation.spec.takes
+    _TAKES_CHECKS[takes](plan, schema)
+    if takes in {Takes.ATTRIBUTES, Takes.ARRAYS, Takes.MARKERS}:
+        custom = [c.name for c in plan.payload if c.role is Role.CUSTOM_ATTRIBUTE]
         if len(custom) > MAX_CUSTOM_ATTRIBUTES:
             raise SchemaError(
                 f"{len(custom)} custom attributes; Insider allows at most {MAX_CUSTOM_ATTRIBUTES} per tenant"
@@ -230,12 +176,90 @@ def _check_operation(plan: Plan, schema: pa.Schema) -> None:
     for column in plan.columns:
         arrow_type = schema.field(column.name).type
         if (
-            operation is Operation.DELETE_ATTRIBUTES
+            takes is Takes.MARKERS
             and not column.role.is_identifier
             and not (pat.is_list(arrow_type) or pat.is_large_list(arrow_type))
         ):
             continue  # a scalar there only marks a whole deletion: its type does not matter
         _check_type_fits(column, arrow_type)
+
+
+def _takes_events(plan: Plan, schema: pa.Schema) -> None:
+    missing = [n for n in ("event_name", "timestamp") if n not in schema.names]
+    if missing:
+        raise SchemaError(
+            f"USER_EVENTS needs the columns {', '.join(missing)} (one row is one event)"
+        )
+    timestamp = schema.field("timestamp").type
+    if not (
+        pat.is_timestamp(timestamp)
+        or pat.is_date(timestamp)
+        or pat.is_string(timestamp)
+        or pat.is_large_string(timestamp)
+    ):
+        raise SchemaError(
+            f"timestamp must be a timestamp, a date or an RFC 3339 string, not {timestamp}"
+        )
+
+
+def _takes_audience(plan: Plan, schema: pa.Schema) -> None:
+    names = [c.name for c in plan.payload]
+    extra = [n for n in names if n not in AUDIENCE_COLUMNS]
+    if extra:
+        raise SchemaError(
+            "USER_AUDIENCES takes only identifiers, td_audience_id and td_audience_name; "
+            f"remove {', '.join(extra)}"
+        )
+    missing = [n for n in AUDIENCE_COLUMNS if n not in names]
+    if missing:
+        raise SchemaError(
+            f"USER_AUDIENCES needs both td_audience_id and td_audience_name (ids and names "
+            f"pair up by position in every row); missing {', '.join(missing)}"
+        )
+    for column in plan.payload:
+        if not column.wants_array:
+            raise SchemaError(
+                f"{column.name} must be an array (an Arrow list or a string like [1, 2]), not {schema.field(column.name).type}"
+            )
+
+
+def _takes_arrays(plan: Plan, schema: pa.Schema) -> None:
+    scalar = [c.name for c in plan.payload if not c.wants_array]
+    if scalar:
+        raise SchemaError(
+            f"{plan.operation.value.split('/')[-1]} replaces arrays only; these columns are not "
+            f"arrays of strings or numbers: {', '.join(scalar)}"
+        )
+    if not plan.payload:
+        raise SchemaError(
+            f"{plan.operation.value.split('/')[-1]} needs at least one array column besides "
+            "identifiers"
+        )
+
+
+def _takes_nothing(plan: Plan, schema: pa.Schema) -> None:
+    if plan.payload:
+        raise SchemaError(
+            f"{plan.operation.value} takes identifier columns only; remove "
+            f"{', '.join(c.name for c in plan.payload)} (or name them in custom_identifier_fields)"
+        )
+
+
+def _takes_attributes(plan: Plan, schema: pa.Schema) -> None:
+    if not plan.payload:
+        raise SchemaError(
+            f"{plan.operation.value} needs at least one attribute column besides identifiers"
+        )
+
+
+_TAKES_CHECKS = {
+    Takes.EVENTS: _takes_events,
+    Takes.AUDIENCE: _takes_audience,
+    Takes.ARRAYS: _takes_arrays,
+    Takes.NOTHING: _takes_nothing,
+    Takes.ATTRIBUTES: _takes_attributes,
+    Takes.MARKERS: _takes_attributes,
+}
 
 
 def _check_type_fits(column: ColumnPlan, arrow_type: pa.DataType) -> None:

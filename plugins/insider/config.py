@@ -7,7 +7,6 @@ safe defaults and are bounded by ``schemas/insider/output.json``.
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -18,58 +17,11 @@ from urllib.parse import urlsplit
 
 from arrowbulk import ConfigError, RunContext, Secret, checked_secret
 from arrowbulk.plugins.insider.normalize import Settings
+from arrowbulk.plugins.insider.operations import DEFAULT_RATES, Operation
 
 API_KEY_ENV = "INSIDER_API_KEY"
 ENDPOINT_ENV = "INSIDER_ENDPOINT"
 DEFAULT_ENDPOINT = "https://unification.useinsider.com"
-
-
-class Operation(enum.Enum):
-    """What one run does, from export_mode and the attribute / audience operation."""
-
-    UPSERT = "USER_ATTRIBUTES/UPSERT"
-    REPLACE_ATTRIBUTES = "USER_ATTRIBUTES/REPLACE_ATTRIBUTES"
-    DELETE_ATTRIBUTES = "USER_ATTRIBUTES/DELETE_ATTRIBUTES"
-    DELETE_IDENTIFIERS = "USER_ATTRIBUTES/DELETE_IDENTIFIERS"
-    DELETE_PII = "USER_ATTRIBUTES/DELETE_PII"
-    EVENTS = "USER_EVENTS"
-    AUDIENCE_APPEND = "USER_AUDIENCES/APPEND"
-    AUDIENCE_REPLACE = "USER_AUDIENCES/REPLACE"
-    AUDIENCE_REMOVE = "USER_AUDIENCES/REMOVE"
-
-    @property
-    def family(self) -> str:
-        """The rate-limit family of the endpoint this operation calls."""
-        if self is Operation.DELETE_IDENTIFIERS:
-            return "identity_delete"
-        if self is Operation.DELETE_PII:
-            return "anonymize"
-        return "upsert"
-
-    @property
-    def path(self) -> str:
-        return {
-            Operation.DELETE_ATTRIBUTES: "/api/user/v1/attribute/delete",
-            Operation.AUDIENCE_REMOVE: "/api/user/v1/attribute/delete",
-            Operation.DELETE_IDENTIFIERS: "/api/user/v1/identity",
-            Operation.DELETE_PII: "/api/user/v1/anonymize",
-        }.get(self, "/api/user/v1/upsert")
-
-    @property
-    def method(self) -> str:
-        return "DELETE" if self is Operation.DELETE_IDENTIFIERS else "POST"
-
-    @property
-    def one_user_per_request(self) -> bool:
-        return self in {Operation.DELETE_IDENTIFIERS, Operation.DELETE_PII}
-
-    @property
-    def not_append(self) -> bool:
-        return self in {Operation.REPLACE_ATTRIBUTES, Operation.AUDIENCE_REPLACE}
-
-    @property
-    def is_audience(self) -> bool:
-        return self.name.startswith("AUDIENCE_")
 
 
 def operation_of(config: Mapping[str, Any]) -> Operation:
@@ -140,12 +92,7 @@ def resolve(
     fields = config["custom_identifier_fields"]
     custom = fields if isinstance(fields, list) else [f for f in fields.split(",") if f]
     operation = operation_of(config)
-    limits = {
-        "upsert": 25000,
-        "identity_delete": 1000,
-        "anonymize": 500,
-        **config.get("rate_limits", {}),
-    }
+    limits = {**DEFAULT_RATES, **config.get("rate_limits", {})}
     reject = config.get("reject_file") or f"insider-rejects-{context.run_id}.jsonl"
     if config["backoff_base_seconds"] > config["backoff_max_seconds"]:
         raise ConfigError("out.backoff_base_seconds: must not exceed out.backoff_max_seconds")
@@ -169,12 +116,12 @@ def resolve(
         retry_budget=config["retry_budget"],
         backoff_base=float(config["backoff_base_seconds"]),
         backoff_max=float(config["backoff_max_seconds"]),
-        max_records=1 if operation.one_user_per_request else config["max_records_per_request"],
+        max_records=1 if operation.spec.one_user_per_request else config["max_records_per_request"],
         max_bytes=config["max_request_bytes"],
         max_wait=float(config["max_batch_wait_seconds"]),
         max_in_flight=config["max_requests_in_flight"],
         max_bytes_in_flight=config["max_bytes_in_flight"],
-        rate_per_minute=limits[operation.family],
+        rate_per_minute=limits[operation.spec.family],
         reject_file=context.resolve(reject),
         retention_days=dict(config.get("event_retention_days", {})),
         run_id=context.run_id,

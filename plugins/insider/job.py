@@ -25,11 +25,12 @@ from arrowbulk import (
     check_writable_folder,
 )
 from arrowbulk.plugins.insider.columns import Plan, plan_columns, role_of
-from arrowbulk.plugins.insider.config import InsiderTask, Operation, resolve
+from arrowbulk.plugins.insider.config import InsiderTask, resolve
 from arrowbulk.plugins.insider.delivery import Delivery
 from arrowbulk.plugins.insider.encode import Encoder
 from arrowbulk.plugins.insider.layout import identifier_group, layout
 from arrowbulk.plugins.insider.normalize import ColumnChanges, Normalizer, rule_of
+from arrowbulk.plugins.insider.operations import Takes
 from arrowbulk.plugins.insider.prepare import Prepared, prepare
 from arrowbulk.plugins.insider.spec import load_spec
 from arrowbulk.plugins.insider.validate import Issue
@@ -74,7 +75,7 @@ class InsiderJob:
         self.encoder = Encoder(layout(plan))
         # Events only: each event's user (a request groups a user's events under one object).
         self.key_encoder = (
-            Encoder(identifier_group(plan)) if plan.operation is Operation.EVENTS else None
+            Encoder(identifier_group(plan)) if plan.operation.spec.takes is Takes.EVENTS else None
         )
         self.rejects = RejectWriter(task.reject_file, task.run_id)
         self.delivery = Delivery(task, self.rejects, context.reporter)

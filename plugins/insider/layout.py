@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from arrowbulk.plugins.insider.columns import ColumnPlan, Plan, Role
-from arrowbulk.plugins.insider.config import Operation
+from arrowbulk.plugins.insider.operations import Body, Takes
 
 
 @dataclass(frozen=True)
@@ -48,23 +48,22 @@ class Entry:
 
 def layout(plan: Plan) -> Group:
     """The body of one user (or, for events, one event) for the plan's operation."""
-    operation = plan.operation
-    if operation is Operation.EVENTS:
+    spec = plan.operation.spec
+    if spec.body is Body.EVENTS:
         return _event(plan)
     entries = [Entry(b'"identifiers":', identifier_group(plan))]
-    if operation in {Operation.DELETE_IDENTIFIERS, Operation.DELETE_PII}:
-        pass
-    elif operation is Operation.AUDIENCE_REMOVE:
+    if spec.body is Body.AUDIENCE_REMOVAL:
         partial = Group(b"{}", _values(plan.payload, arrays_only=True))
         entries.append(Entry(b'"custom":', Group(b"{}", (Entry(b'"partial":', partial),))))
-    elif operation is Operation.DELETE_ATTRIBUTES:
+    elif spec.body is Body.DELETIONS:
         entries.extend(_deletions(plan.by_role(Role.ATTRIBUTE)))
         custom = Group(b"{}", _deletions(plan.by_role(Role.CUSTOM_ATTRIBUTE)))
         entries.append(Entry(b'"custom":', custom))
-    else:
+    elif spec.body is Body.ATTRIBUTES:
         entries.append(Entry(b'"attributes":', _attributes(plan)))
-        if operation.not_append:
+        if spec.not_append:
             entries.append(Entry(b'"not_append":true'))
+    # Body.IDENTIFIERS: the identifiers alone.
     return Group(b"{}", tuple(entries), always=True)
 
 
@@ -75,7 +74,7 @@ def identifier_group(plan: Plan) -> Group:
 
 
 def _attributes(plan: Plan) -> Group:
-    if plan.operation.is_audience:  # td_audience_* are custom array attributes
+    if plan.operation.spec.takes is Takes.AUDIENCE:  # td_audience_* are custom array attributes
         return Group(b"{}", _custom(plan.payload), always=True)
     default = plan.by_role(Role.ATTRIBUTE)
     return Group(

@@ -16,7 +16,6 @@ import pyarrow as pa
 
 from arrowbulk import DryRun, FilterReject, RecordCheck, RecordError
 from arrowbulk.plugins.insider.batching import RequestBuilder
-from arrowbulk.plugins.insider.config import Operation
 from arrowbulk.plugins.insider.encode import Encoder
 from arrowbulk.plugins.insider.job import (
     Checked,
@@ -26,6 +25,7 @@ from arrowbulk.plugins.insider.job import (
     write_reject,
 )
 from arrowbulk.plugins.insider.layout import identifier_group, layout
+from arrowbulk.plugins.insider.operations import Takes
 from arrowbulk.plugins.insider.prepare import Prepared
 from arrowbulk.plugins.insider.spec import load_spec
 from arrowbulk.plugins.insider.validate import Issue, RecordValidator, Verdict
@@ -161,7 +161,7 @@ class InsiderDryRun(RecordCheck):
         texts = Encoder(layout(plan)).encode(verdict.prepared, rows)
         keys = (
             Encoder(identifier_group(plan)).encode(verdict.prepared, rows)
-            if plan.operation is Operation.EVENTS
+            if plan.operation.spec.takes is Takes.EVENTS
             else None
         )
         valid = verdict.valid

@@ -23,7 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from arrowbulk.plugins.insider.columns import ColumnPlan, Plan, Role
-from arrowbulk.plugins.insider.config import InsiderTask, Operation
+from arrowbulk.plugins.insider.config import InsiderTask
+from arrowbulk.plugins.insider.operations import Takes
 from arrowbulk.plugins.insider.prepare import Prepared
 from arrowbulk.plugins.insider.schema_rules import Rule, Uncompiled, compile_schema
 from arrowbulk.plugins.insider.spec import Spec
@@ -91,7 +92,7 @@ class RecordValidator:
         self.now = now
         self.columns = [_compile(column) for column in plan.columns]
         self.required_params = (
-            spec.required_event_params() if plan.operation is Operation.EVENTS else {}
+            spec.required_event_params() if plan.operation.spec.takes is Takes.EVENTS else {}
         )
 
     @property
@@ -165,7 +166,7 @@ class RecordValidator:
                     droppable,
                 )
             if (
-                self.plan.operation is Operation.DELETE_ATTRIBUTES
+                self.plan.operation.spec.takes is Takes.MARKERS
                 and not checker.column.role.is_identifier
             ):
                 continue  # a value there only marks a deletion: any non-null value will do
@@ -213,8 +214,8 @@ class RecordValidator:
                 + ", ".join(c.name for c in plan.identifiers)
             ),
         )
-        operation = plan.operation
-        if operation is Operation.EVENTS:
+        takes = plan.operation.spec.takes
+        if takes is Takes.EVENTS:
             self._event_rules(prepared, rows, flag)
         elif plan.payload:
             names = ", ".join(c.name for c in plan.payload)
@@ -224,7 +225,7 @@ class RecordValidator:
                 "empty",
                 lambda r: f"nothing to send: {names} are all null",
             )
-        if operation is Operation.REPLACE_ATTRIBUTES:
+        if takes is Takes.ARRAYS:
             for column in plan.payload:
                 values = prepared[column.name]
                 if values.quoted is False:
@@ -240,7 +241,7 @@ class RecordValidator:
                     ),
                     True,
                 )
-        if operation.is_audience and all(
+        if takes is Takes.AUDIENCE and all(
             n in prepared for n in ("td_audience_id", "td_audience_name")
         ):
             ids, names_ = prepared["td_audience_id"], prepared["td_audience_name"]
