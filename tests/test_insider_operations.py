@@ -22,7 +22,7 @@ def test_every_operation_has_a_row() -> None:
 
 def test_default_rates_are_the_config_schemas_defaults() -> None:
     limits = load_schema("insider", "output.json")["properties"]["rate_limits"]["properties"]
-    assert DEFAULT_RATES == {family: limits[family]["default"] for family in limits}
+    assert {family: limits[family]["default"] for family in limits} == DEFAULT_RATES
 
 
 @pytest.mark.parametrize(
