@@ -8,7 +8,7 @@ Hooks only *find* plugins; the work is done by objects of the base classes in
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -30,7 +30,7 @@ def register_input_plugins(register: Callable[[type[InputPlugin]], None]) -> Non
 
 
 @hookspec
-def register_output_plugins(register: Callable[[type[OutputPlugin]], None]) -> None:
+def register_output_plugins(register: Callable[[type[OutputPlugin[Any]]], None]) -> None:
     """Fires once, when the host loads plugins; call ``register(cls)`` for each output type.
 
     ``cls`` is a subclass of :class:`arrowbulk.spi.OutputPlugin`; its ``type_name`` is the

@@ -63,8 +63,8 @@ class Registry:
     def input_class(self, name: str) -> type[InputPlugin]:
         return cast(type[InputPlugin], self._find(self.inputs, name, "in").cls)
 
-    def output_class(self, name: str) -> type[OutputPlugin]:
-        return cast(type[OutputPlugin], self._find(self.outputs, name, "out").cls)
+    def output_class(self, name: str) -> type[OutputPlugin[Any]]:
+        return cast(type[OutputPlugin[Any]], self._find(self.outputs, name, "out").cls)
 
     def filter_class(self, name: str, where: str) -> type[FilterPlugin]:
         if name in self.filters:

@@ -106,7 +106,7 @@ class Job:
         ]
         if self.filters:
             self.input = FilteredInput(self.raw_input, self.filters)
-        self.output: OutputPlugin = output_cls()
+        self.output: OutputPlugin[Any] = output_cls()
         self.resume = resume
 
     def schema(self) -> pa.Schema:
@@ -507,7 +507,7 @@ class ParallelCheck:
     @classmethod
     def of(
         cls,
-        output: OutputPlugin,
+        output: OutputPlugin[Any],
         task: Any,
         schema: pa.Schema,
         first: RecordCheck,

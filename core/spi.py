@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 import pyarrow as pa
 
@@ -128,12 +128,16 @@ class TaskReport:
         self.unsent = max(0, rows - self.accepted - self.rejected_total)
 
 
-class Control(Protocol):
+TaskT = TypeVar("TaskT")
+TaskT_contra = TypeVar("TaskT_contra", contravariant=True)
+
+
+class Control(Protocol[TaskT_contra]):
     """What an output's ``transaction`` receives to run the tasks."""
 
     context: RunContext
 
-    def run(self, task: Any) -> list[TaskReport]:
+    def run(self, task: TaskT_contra) -> list[TaskReport]:
         """Run every task with ``task`` and return their reports, in task order."""
         ...
 
@@ -330,26 +334,37 @@ class RecordCheck(ABC):
         )
 
 
-class OutputPlugin(PluginBase):
-    """Writes record batches to a destination, as a job of tasks."""
+class OutputPlugin(PluginBase, Generic[TaskT]):
+    """Writes record batches to a destination, as a job of tasks.
+
+    ``TaskT`` is the plugin's task object: what ``check`` resolves the config into, what
+    ``transaction`` hands to ``control.run`` and every ``open`` receives (typed, and carrying
+    all a task needs: nothing is kept on the plugin object between ``transaction`` and
+    ``open``). The default is the config itself, as a dict.
+    """
 
     #: True when a failed job keeps nothing its tasks wrote (files renamed into place only
     #: when every task committed): the summary then counts those rows unsent, not accepted.
     commits_per_job: ClassVar[bool] = False
 
-    def check(self, config: Mapping[str, Any], schema: pa.Schema, context: RunContext) -> Any:
+    def check(self, config: Mapping[str, Any], schema: pa.Schema, context: RunContext) -> TaskT:
         """Resolve ``config`` into a task and check that ``schema`` suits it; send nothing.
 
-        Raises :class:`arrowbulk.errors.SchemaError` or ``ConfigError``. Returns the task.
+        Raises :class:`arrowbulk.errors.SchemaError` or ``ConfigError``. Returns the task
+        (by default the config as a dict: override it when ``TaskT`` is anything else).
         """
-        return dict(config)
+        return cast(TaskT, dict(config))
 
-    def record_check(self, task: Any, schema: pa.Schema) -> RecordCheck | None:
+    def record_check(self, task: TaskT, schema: pa.Schema) -> RecordCheck | None:
         """A check of every record to run before the first send, or None for none."""
         return None
 
     def transaction(
-        self, config: Mapping[str, Any], schema: pa.Schema, task_count: int, control: Control
+        self,
+        config: Mapping[str, Any],
+        schema: pa.Schema,
+        task_count: int,
+        control: Control[TaskT],
     ) -> ConfigDiff:
         """Run the job: resolve the task, ``control.run(task)``, return a config diff."""
         task = self.check(config, schema, control.context)
@@ -357,7 +372,7 @@ class OutputPlugin(PluginBase):
         return {}
 
     @abstractmethod
-    def open(self, task: Any, schema: pa.Schema, task_index: int) -> PageOutput:
+    def open(self, task: TaskT, schema: pa.Schema, task_index: int) -> PageOutput:
         """Start task ``task_index`` and return the writer its batches go to."""
 
     def resume_identity(self, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -365,7 +380,7 @@ class OutputPlugin(PluginBase):
         return {k: v for k, v in config.items() if not hasattr(v, "reveal")}
 
     def cleanup(
-        self, task: Any, schema: pa.Schema, task_count: int, reports: list[TaskReport]
+        self, task: TaskT, schema: pa.Schema, task_count: int, reports: list[TaskReport]
     ) -> None:
         """After every task committed: remove what the job no longer needs."""
 

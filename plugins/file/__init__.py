@@ -1,6 +1,7 @@
 """The ``file`` input and output: Parquet, Arrow IPC / Feather, CSV (in) and JSON Lines."""
 
 from collections.abc import Callable
+from typing import Any
 
 from arrowbulk import InputPlugin, OutputPlugin, hookimpl
 from arrowbulk.plugins.file.input import FileInput
@@ -13,5 +14,5 @@ def register_input_plugins(register: Callable[[type[InputPlugin]], None]) -> Non
 
 
 @hookimpl(trylast=True)
-def register_output_plugins(register: Callable[[type[OutputPlugin]], None]) -> None:
+def register_output_plugins(register: Callable[[type[OutputPlugin[Any]]], None]) -> None:
     register(FileOutput)

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from arrowbulk import (
     ConfigError,
+    Control,
     JobError,
     OutputPlugin,
     PageOutput,
@@ -52,7 +53,7 @@ class FileOutputTask:
         return Path(template.replace("{task}", f"{task_index:03d}"))
 
 
-class FileOutput(OutputPlugin):
+class FileOutput(OutputPlugin[FileOutputTask]):
     """``out: {type: file, path: ...}``."""
 
     type_name = "file"
@@ -83,7 +84,11 @@ class FileOutput(OutputPlugin):
         )
 
     def transaction(
-        self, config: Mapping[str, Any], schema: pa.Schema, task_count: int, control: Any
+        self,
+        config: Mapping[str, Any],
+        schema: pa.Schema,
+        task_count: int,
+        control: Control[FileOutputTask],
     ) -> dict[str, Any]:
         task = self.check(config, schema, control.context)
         task = FileOutputTask(**{**task.__dict__, "task_count": task_count})

@@ -2,6 +2,7 @@
 and the ``insider-sandbox`` command that serves a local stand-in of that API."""
 
 from collections.abc import Callable
+from typing import Any
 
 from arrowbulk import Command, OutputPlugin, hookimpl
 from arrowbulk.plugins.insider.output import InsiderOutput
@@ -9,7 +10,7 @@ from arrowbulk.plugins.insider.sandbox_cli import SANDBOX_COMMANDS
 
 
 @hookimpl(trylast=True)
-def register_output_plugins(register: Callable[[type[OutputPlugin]], None]) -> None:
+def register_output_plugins(register: Callable[[type[OutputPlugin[Any]]], None]) -> None:
     register(InsiderOutput)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from arrowbulk import OutputPlugin, PageOutput, RecordCheck, RunContext, load_schema
+from arrowbulk import Control, OutputPlugin, PageOutput, RecordCheck, RunContext, load_schema
 
 # Kept importable from here: tests and tools build batches the way the plugin does.
 from arrowbulk.plugins.insider.job import (  # noqa: F401
@@ -31,7 +31,7 @@ from arrowbulk.plugins.insider.page import InsiderPage
 from arrowbulk.plugins.insider.record_checks import InsiderDryRun, InsiderRecordCheck
 
 
-class InsiderOutput(OutputPlugin):
+class InsiderOutput(OutputPlugin[Checked]):
     """``out: {type: insider, ...}``."""
 
     type_name = "insider"
@@ -43,16 +43,19 @@ class InsiderOutput(OutputPlugin):
     def check(self, config: Mapping[str, Any], schema: pa.Schema, context: RunContext) -> Checked:
         return check_job(config, schema, context)
 
-    def record_check(self, task: Any, schema: pa.Schema) -> RecordCheck | None:
-        checked: Checked = task
-        if checked.dry_run is not None:
-            return InsiderDryRun(checked, checked.dry_run)
-        if checked.task.skip_invalid_records:
+    def record_check(self, task: Checked, schema: pa.Schema) -> RecordCheck | None:
+        if task.dry_run is not None:
+            return InsiderDryRun(task, task.dry_run)
+        if task.task.skip_invalid_records:
             return None  # records are checked as they come; the invalid ones are rejected
-        return InsiderRecordCheck(checked)
+        return InsiderRecordCheck(task)
 
     def transaction(
-        self, config: Mapping[str, Any], schema: pa.Schema, task_count: int, control: Any
+        self,
+        config: Mapping[str, Any],
+        schema: pa.Schema,
+        task_count: int,
+        control: Control[Checked],
     ) -> dict[str, Any]:
         checked = self.check(config, schema, control.context)
         job = InsiderJob(checked, control.context)
@@ -62,10 +65,9 @@ class InsiderOutput(OutputPlugin):
             job.close()
         return {}
 
-    def open(self, task: Any, schema: pa.Schema, task_index: int) -> PageOutput:
-        checked: Checked = task
-        assert checked.job is not None, "open() with a task transaction() did not run"
-        return InsiderPage(checked.job, task_index)
+    def open(self, task: Checked, schema: pa.Schema, task_index: int) -> PageOutput:
+        assert task.job is not None, "open() with a task transaction() did not run"
+        return InsiderPage(task.job, task_index)
 
     def resume_identity(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """What decides which rows go where; tuning (timeouts, limits, retries) may change."""

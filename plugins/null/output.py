@@ -10,7 +10,7 @@ import pyarrow as pa
 from arrowbulk import OutputPlugin, PageOutput, TaskReport, load_schema
 
 
-class NullOutput(OutputPlugin):
+class NullOutput(OutputPlugin[dict[str, Any]]):
     """``out: {type: null}``."""
 
     type_name = "null"
@@ -19,7 +19,7 @@ class NullOutput(OutputPlugin):
     def config_schema(cls) -> Mapping[str, Any]:
         return load_schema("null", "output.json")
 
-    def open(self, task: Any, schema: pa.Schema, task_index: int) -> PageOutput:
+    def open(self, task: dict[str, Any], schema: pa.Schema, task_index: int) -> PageOutput:
         return NullPageOutput()
 
 

@@ -12,7 +12,7 @@ import pyarrow.csv as pacsv
 from arrowbulk import OutputPlugin, PageOutput, RunContext, TaskReport, hookimpl
 
 
-class CsvOutput(OutputPlugin):
+class CsvOutput(OutputPlugin[dict[str, Any]]):
     type_name = "csv"
 
     @classmethod
