@@ -170,7 +170,14 @@ def _interpolate_string(text: str, environ: Mapping[str, str], path: str) -> str
 def validate_section(
     section: str, config: Mapping[str, Any], schema: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Validate one section; return it with defaults filled in and secrets wrapped."""
+    """Validate one section; return it with defaults filled in and secrets wrapped.
+
+    A plugin's schema need not list ``type`` (the host chose the plugin by it): it is added
+    when missing, so a schema with ``additionalProperties: false`` does not refuse it.
+    """
+    properties = schema.get("properties", {})
+    if "type" in config and isinstance(properties, Mapping) and "type" not in properties:
+        schema = {**schema, "properties": {**properties, "type": {"type": "string"}}}
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
