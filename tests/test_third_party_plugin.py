@@ -56,8 +56,16 @@ def arrowbulk(env: dict[str, str], *args: str, cwd: Path) -> subprocess.Complete
 def test_plugins_lists_the_installed_package(installed: dict[str, str], tmp_path: Path) -> None:
     done = arrowbulk(installed, "plugins", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    csv = [r for r in json.loads(done.stdout) if r["name"] == "csv"]
-    assert csv == [
+    mine = [r for r in json.loads(done.stdout) if r.get("distribution") == "arrowbulk-csv"]
+    assert sorted(mine, key=lambda r: r["kind"]) == [
+        {
+            "kind": "filter",
+            "name": "trim",
+            "class": "arrowbulk_csv.TrimFilter",
+            "entry_point": "csv",
+            "distribution": "arrowbulk-csv",
+            "version": "0.1.0",
+        },
         {
             "kind": "output",
             "name": "csv",
@@ -65,7 +73,7 @@ def test_plugins_lists_the_installed_package(installed: dict[str, str], tmp_path
             "entry_point": "csv",
             "distribution": "arrowbulk-csv",
             "version": "0.1.0",
-        }
+        },
     ]
 
 
@@ -81,3 +89,18 @@ def test_a_pipeline_uses_it_by_type_name(installed: dict[str, str], tmp_path: Pa
         '1,"Ada"',
         '2,"Grace"',
     ]
+
+
+def test_its_filter_runs_between_a_built_in_input_and_output(
+    installed: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "in.csv").write_text("id,name\n1,  Ada \n2,Grace\t\n")
+    (tmp_path / "job.yml").write_text(
+        "in: {type: file, path: in.csv}\n"
+        "filters: [{type: trim}]\n"
+        "out: {type: file, path: out.jsonl}\n"
+    )
+    done = arrowbulk(installed, "run", "job.yml", "--no-progress", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert rows == [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Grace"}]

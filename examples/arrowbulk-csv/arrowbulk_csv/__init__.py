@@ -1,4 +1,9 @@
-"""``out: {type: csv, path: ...}``: writes each task's rows to a CSV file."""
+"""A third-party arrowbulk package: an output and a filter, registered by entry point.
+
+``out: {type: csv, path: ...}`` writes each task's rows to a CSV file;
+``filters: [{type: trim, columns: [...]}]`` strips white space around text values (all text
+columns when ``columns`` is left out).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from arrowbulk import OutputPlugin, PageOutput, RunContext, TaskReport, hookimpl
+from arrowbulk import (
+    ConfigError,
+    FilterPlugin,
+    OutputPlugin,
+    PageOutput,
+    RunContext,
+    TaskReport,
+    hookimpl,
+)
 
 
 class CsvOutput(OutputPlugin[dict[str, Any]]):
@@ -60,6 +74,39 @@ class CsvPageOutput(PageOutput):
         self.part.unlink(missing_ok=True)
 
 
+class TrimFilter(FilterPlugin):
+    type_name = "trim"
+
+    @classmethod
+    def config_schema(cls) -> Mapping[str, Any]:
+        # No "type" property: the host adds it.
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"columns": {"type": "array", "items": {"type": "string"}}},
+        }
+
+    def transform_schema(self, schema: pa.Schema) -> pa.Schema:
+        texts = [f.name for f in schema if pa.types.is_string(f.type)]
+        wanted = self.config.get("columns", texts)
+        wrong = [name for name in wanted if name not in texts]
+        if wrong:
+            raise ConfigError(f"filters: trim.columns: {', '.join(wrong)} are not text columns")
+        self.columns = wanted
+        return schema
+
+    def filter(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        for name in self.columns:
+            index = batch.schema.get_field_index(name)
+            batch = batch.set_column(index, name, pc.utf8_trim_whitespace(batch.column(index)))
+        return batch
+
+
 @hookimpl
-def register_output_plugins(register: Callable[[type[OutputPlugin]], None]) -> None:
+def register_output_plugins(register: Callable[[type[OutputPlugin[Any]]], None]) -> None:
     register(CsvOutput)
+
+
+@hookimpl
+def register_filter_plugins(register: Callable[[type[FilterPlugin]], None]) -> None:
+    register(TrimFilter)
