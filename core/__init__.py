@@ -18,6 +18,7 @@ from arrowbulk.errors import (
     SchemaError,
 )
 from arrowbulk.hookspecs import hookimpl
+from arrowbulk.incremental import Incremental
 from arrowbulk.jsonable import NotJson, jsonable, non_finite
 from arrowbulk.rejects import RejectWriteError, RejectWriter
 from arrowbulk.resources import load_schema
@@ -42,6 +43,9 @@ from arrowbulk.writable import check_writable_folder
 
 __version__ = "0.1.0"
 
+# The Python API (imported last: it needs the whole host).
+from arrowbulk.api import run
+
 __all__ = [
     "ArrowbulkError",
     "AuthError",
@@ -53,6 +57,7 @@ __all__ = [
     "FilterPlugin",
     "FilterReject",
     "FilterValueError",
+    "Incremental",
     "InputPlugin",
     "Interrupted",
     "JobError",
@@ -81,4 +86,5 @@ __all__ = [
     "non_finite",
     "plain_type",
     "rebatch",
+    "run",
 ]

@@ -25,6 +25,7 @@ import orjson
 import pyarrow as pa
 
 from arrowbulk import __version__
+from arrowbulk.api import run_pipeline
 from arrowbulk.cancel import Cancellation, Interrupted
 from arrowbulk.config import (
     PipelineConfig,
@@ -117,6 +118,15 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a pipeline")
     run.add_argument("config", type=Path, help="the pipeline's YAML file")
     _add_run_options(run)
+    run.add_argument(
+        "-c",
+        "--config-diff",
+        type=Path,
+        metavar="DIFF.yml",
+        help="Embulk's config diff: merged into the config when it exists; after a successful "
+        "run the next one is written to it (e.g. an incremental input's last record); a "
+        "failed run leaves it unchanged",
+    )
     run.set_defaults(handler=_run)
 
     query = commands.add_parser(
@@ -221,7 +231,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    return _execute(load_pipeline_file(args.config), args)
+    return _execute(load_pipeline_file(args.config), args, args.config_diff)
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -282,8 +292,20 @@ def _retry(args: argparse.Namespace) -> int:
     return _finish(job, args)
 
 
-def _execute(pipeline: PipelineConfig, args: argparse.Namespace) -> int:
-    return _finish(_new_job(pipeline, args.registry, args), args)
+def _execute(
+    pipeline: PipelineConfig, args: argparse.Namespace, config_diff: Path | None = None
+) -> int:
+    """``run`` and ``query``: the Python API's run, with progress, signals and the summary."""
+    _check_summary_path(args.summary_json)
+    summary = run_pipeline(
+        pipeline,
+        args.registry,
+        resume=args.resume,
+        config_diff=config_diff,
+        progress=_progress(args),
+        around=_stop_on_signals,
+    )
+    return _report(summary, args)
 
 
 def _new_job(
@@ -292,14 +314,21 @@ def _new_job(
     args: argparse.Namespace,
     run_id: str | None = None,
 ) -> Job:
-    progress = Progress(stream=None if args.no_progress else sys.stderr)
-    return Job(pipeline, registry, run_id=run_id, progress=progress, resume=args.resume)
+    return Job(pipeline, registry, run_id=run_id, progress=_progress(args), resume=args.resume)
+
+
+def _progress(args: argparse.Namespace) -> Progress:
+    return Progress(stream=None if args.no_progress else sys.stderr)
 
 
 def _finish(job: Job, args: argparse.Namespace) -> int:
     _check_summary_path(args.summary_json)
     with _stop_on_signals(job.cancellation):
         summary = job.run()
+    return _report(summary, args)
+
+
+def _report(summary: JobSummary, args: argparse.Namespace) -> int:
     print(scrub(summary.render()))
     if args.summary_json:
         _write_summary(summary, args.summary_json)

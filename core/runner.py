@@ -27,6 +27,7 @@ from arrowbulk.checkpoint import Checkpoint, StateLock
 from arrowbulk.config import PipelineConfig, validate_section
 from arrowbulk.errors import ArrowbulkError, ConfigError, JobError, RecordError, SchemaError
 from arrowbulk.filtering import FilteredInput, OnReject
+from arrowbulk.incremental import Incremental, IncrementalInput
 from arrowbulk.lifecycle import TaskScope
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry
@@ -99,8 +100,14 @@ class Job:
             validate_section(f"filters[{i}]", config, cls.config_schema())
             for i, (cls, config) in enumerate(zip(filter_classes, pipeline.filters, strict=True))
         ]
-        #: What the input plugin reads; a spool holds these rows, filters apply on reading.
+        #: What the input plugin reads (after the last record, for an incremental input); a
+        #: spool holds these rows, filters apply on reading.
         self.raw_input = self.input
+        self.incremental: IncrementalInput | None = None
+        incremental = Incremental.of(self.input_config)
+        if incremental is not None:
+            self.incremental = IncrementalInput(self.input, incremental)
+            self.raw_input = self.input = self.incremental
         self.filters = [
             cls(c, self.context) for cls, c in zip(filter_classes, self.filter_configs, strict=True)
         ]
@@ -218,9 +225,11 @@ class Job:
                 }
                 return summary
             control = _TaskControl(self, source, schema, task_count, checkpoint)
-            summary.config_diff = self.output.transaction(
-                self.output_config, schema, task_count, control
-            )
+            out_diff = self.output.transaction(self.output_config, schema, task_count, control)
+            in_diff = self.incremental.tracker.diff() if self.incremental is not None else {}
+            summary.config_diff = {
+                key: diff for key, diff in (("in", in_diff), ("out", out_diff)) if diff
+            }
             self.output.cleanup(control.task, schema, task_count, control.committed_reports())
             if checkpoint is not None:
                 checkpoint.finish()

@@ -144,7 +144,7 @@ def test_a_successful_task_is_opened_fed_finished_committed_and_closed() -> None
         assert calls_of(task) == ["open", "add", "add", "add", "finish", "commit", "close"]
     job_calls = calls_of(-1)
     assert job_calls == ["transaction", "transaction-done:3", "cleanup:3"]
-    assert summary.config_diff == {"last": "diff"}
+    assert summary.config_diff == {"out": {"last": "diff"}}  # Embulk's shape: per section
     assert (summary.rows_read, summary.accepted, summary.unsent) == (15, 15, 0)
 
 

@@ -26,6 +26,7 @@ import pyarrow.types as pat
 
 from arrowbulk import (
     ConfigError,
+    Incremental,
     InputPlugin,
     JobError,
     RunContext,
@@ -231,6 +232,8 @@ class FileInput(InputPlugin):
         if task.row_group is None:
             return  # a file without row groups: no rows
         group = parquet.metadata.row_group(task.row_group)
+        if self._older_than_last_record(group):
+            return  # every row is at or before the last record: nothing to read
         _check_inflation(task, group, columns, self.max_row_group_bytes)
         rows = 0
         for batch in parquet.iter_batches(
@@ -243,6 +246,29 @@ class FileInput(InputPlugin):
                 f"{task.describe()}: the file's metadata declares {group.num_rows:,} rows but "
                 f"{rows:,} could be read; the file is damaged (refused rather than read in part)"
             )
+
+    def _older_than_last_record(self, group: Any) -> bool:
+        """For an incremental read: the row group's statistics say its greatest value of the
+        first incremental column is below the last record's (so no row can come after it).
+        Unsure (no statistics, types that do not compare) means read it; the host filters."""
+        incremental = Incremental.of(self.config)
+        if incremental is None or incremental.last_record is None:
+            return False
+        last = incremental.typed_last(self.schema())
+        assert last is not None
+        first = incremental.columns[0]
+        for index in range(group.num_columns):
+            column = group.column(index)
+            if column.path_in_schema != first:
+                continue
+            stats = column.statistics
+            if stats is None or not stats.has_min_max:
+                return False
+            try:
+                return bool(stats.max < last[0].as_py())
+            except TypeError:
+                return False
+        return False
 
     def _check_other_files(self, first: Path, schema: pa.Schema) -> None:
         """Refuse mismatched files before any data moves (where reading a schema is cheap)."""

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from arrowbulk import ConfigError, InputPlugin, JobError, RunContext, load_schema, rebatch
+from arrowbulk import (
+    ConfigError,
+    Incremental,
+    InputPlugin,
+    JobError,
+    RunContext,
+    load_schema,
+    rebatch,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -101,6 +109,10 @@ class SqlInput(InputPlugin):
 
         with self._connect() as connection:
             relation = self._relation(connection)
+            incremental = Incremental.of(self.config)
+            condition = incremental.sql_condition(self.schema(), _quoted) if incremental else None
+            if condition is not None:  # pushed down: DuckDB skips what it can
+                relation = relation.filter(condition)
             try:
                 with relation.to_arrow_reader(batch_size=self.batch_size) as reader:
                     yield from rebatch(reader, self.batch_size)
