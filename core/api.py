@@ -47,6 +47,7 @@ def run(
     *,
     resume: str | os.PathLike[str] | None = None,
     config_diff: str | os.PathLike[str] | None = None,
+    full: bool = False,
     registry: Registry | None = None,
 ) -> JobSummary:
     """Run a pipeline; return its summary, or raise its error (with ``.summary``)."""
@@ -60,6 +61,7 @@ def run(
         registry or load_registry(),
         resume=Path(resume) if resume is not None else None,
         config_diff=Path(config_diff) if config_diff is not None else None,
+        full=full,
     )
     if summary.exception is not None:
         error = summary.exception
@@ -77,11 +79,14 @@ def run_pipeline(
     progress: Progress | None = None,
     run_id: str | None = None,
     around: Around | None = None,
+    full: bool = False,
 ) -> JobSummary:
     """Run one pipeline, with its config diff merged in and the next one written on success."""
     earlier = read_config_diff(config_diff) if config_diff is not None else {}
     pipeline = merge_config_diff(pipeline, earlier)
-    job = Job(pipeline, registry, run_id=run_id, progress=progress, resume=resume)
+    job = Job(
+        pipeline, registry, run_id=run_id, progress=progress, resume=resume, full_refresh=full
+    )
     with around(job.cancellation) if around is not None else contextlib.nullcontext():
         summary = job.run()
     if config_diff is not None and summary.status == "success":

@@ -127,6 +127,12 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
         "run the next one is written to it (e.g. an incremental input's last record); a "
         "failed run leaves it unchanged",
     )
+    run.add_argument(
+        "--full",
+        action="store_true",
+        help="ignore what change detection remembers (only_changed): send every record and "
+        "refresh the store",
+    )
     run.set_defaults(handler=_run)
 
     query = commands.add_parser(
@@ -231,7 +237,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    return _execute(load_pipeline_file(args.config), args, args.config_diff)
+    return _execute(load_pipeline_file(args.config), args, args.config_diff, args.full)
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -293,7 +299,10 @@ def _retry(args: argparse.Namespace) -> int:
 
 
 def _execute(
-    pipeline: PipelineConfig, args: argparse.Namespace, config_diff: Path | None = None
+    pipeline: PipelineConfig,
+    args: argparse.Namespace,
+    config_diff: Path | None = None,
+    full: bool = False,
 ) -> int:
     """``run`` and ``query``: the Python API's run, with progress, signals and the summary."""
     _check_summary_path(args.summary_json)
@@ -304,6 +313,7 @@ def _execute(
         config_diff=config_diff,
         progress=_progress(args),
         around=_stop_on_signals,
+        full=full,
     )
     return _report(summary, args)
 

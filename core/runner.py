@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -74,6 +74,7 @@ class Job:
         run_id: str | None = None,
         progress: Progress | None = None,
         resume: Path | None = None,
+        full_refresh: bool = False,
     ) -> None:
         exec_config = validate_section("exec", pipeline.exec, load_schema("core", "exec.json"))
         self.progress = progress or Progress()
@@ -82,6 +83,8 @@ class Job:
             pipeline.base_dir,
             Cancellation(grace_seconds=exec_config["shutdown_timeout"]),
             self.progress,
+            full_refresh=full_refresh,
+            reads_everything=resume is None and not pipeline.input.get("incremental"),
         )
         self.input_type: str = pipeline.input["type"]
         self.output_type: str = pipeline.output["type"]
@@ -290,6 +293,7 @@ class _TaskControl:
         self.committed = [False] * task_count
         self.rows_read = 0
         self.check_figures: dict[str, Any] | None = None
+        self.job_details: dict[str, Any] = {}  # what the output reported for the whole job
         self.check_report: TaskReport | None = None
         self._lock = threading.Lock()
         self.cancellation = job.cancellation
@@ -317,6 +321,11 @@ class _TaskControl:
             raise first_error
         return self.committed_reports()
 
+    def details(self, figures: Mapping[str, Any]) -> None:
+        with self._lock:
+            for key, value in figures.items():
+                self.job_details[key] = merge_detail(self.job_details.get(key), value)
+
     def committed_reports(self) -> list[TaskReport]:
         return [r for r, ok in zip(self.reports, self.committed, strict=True) if ok and r]
 
@@ -338,6 +347,8 @@ class _TaskControl:
                 summary.add_report(report)
         if self.check_figures:
             summary.details["record_check"] = self.check_figures
+        for key, value in self.job_details.items():
+            summary.details[key] = merge_detail(summary.details.get(key), value)
         if self.check_report is not None:
             summary.add_report(self.check_report)
 

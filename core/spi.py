@@ -94,6 +94,12 @@ class RunContext:
     reporter: Reporter = field(default_factory=Reporter, compare=False)
     #: Set by ``arrowbulk validate``: the record check runs over every record and shows more.
     dry_run: DryRun | None = None
+    #: ``run --full``: ignore what change detection remembers; send everything, refresh it.
+    full_refresh: bool = False
+    #: The run reads every row of the source (not an incremental read, not a resume that
+    #: skips what an earlier run settled): an output may conclude that a row it does not see
+    #: is gone from the source.
+    reads_everything: bool = True
 
     def resolve(self, path: str) -> Path:
         """A config path, made absolute against the config file's folder."""
@@ -139,6 +145,10 @@ class Control(Protocol[TaskT_contra]):
 
     def run(self, task: TaskT_contra) -> list[TaskReport]:
         """Run every task with ``task`` and return their reports, in task order."""
+        ...
+
+    def details(self, figures: Mapping[str, Any]) -> None:
+        """Job-level figures for the summary's details (merged like tasks' details)."""
         ...
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from arrowbulk import ConfigError, RunContext, Secret, checked_secret
 from arrowbulk.plugins.insider.normalize import Settings
-from arrowbulk.plugins.insider.operations import DEFAULT_RATES, Operation
+from arrowbulk.plugins.insider.operations import DEFAULT_RATES, Operation, Takes
 
 API_KEY_ENV = "INSIDER_API_KEY"
 ENDPOINT_ENV = "INSIDER_ENDPOINT"
@@ -50,6 +50,9 @@ class InsiderTask:
     normalize: Settings
     #: on_invalid_value: drop_value (send the user without the failing attributes)
     drop_invalid_values: bool
+    #: only_changed: the fingerprint store, else None
+    fingerprint_file: Path | None
+    removed_file: Path | None
     error_callback_endpoint: str | None
     connect_timeout: float
     read_timeout: float
@@ -106,6 +109,8 @@ def resolve(
         skip_invalid_records=config["skip_invalid_records"],
         normalize=Settings.of(config["normalize"]),
         drop_invalid_values=config["on_invalid_value"] == "drop_value",
+        fingerprint_file=_fingerprint_file(config, operation, context),
+        removed_file=context.resolve(config["removed_file"]) if "removed_file" in config else None,
         error_callback_endpoint=config.get("error_callback_endpoint"),
         connect_timeout=float(config["connect_timeout"]),
         read_timeout=float(config["read_timeout"]),
@@ -126,6 +131,27 @@ def resolve(
         retention_days=dict(config.get("event_retention_days", {})),
         run_id=context.run_id,
     )
+
+
+def _fingerprint_file(
+    config: Mapping[str, Any], operation: Operation, context: RunContext
+) -> Path | None:
+    if not config["only_changed"]:
+        for key in ("fingerprint_file", "removed_file"):
+            if key in config:
+                raise ConfigError(f"out.{key}: set only with only_changed: true")
+        return None
+    if operation.spec.takes not in {Takes.ATTRIBUTES, Takes.ARRAYS}:
+        raise ConfigError(
+            f"out.only_changed: {operation.value} does not send users' attributes; only_changed "
+            "is for USER_ATTRIBUTES with UPSERT or REPLACE_ATTRIBUTES (events have no state to "
+            "compare: export them incrementally with in.incremental and -c)"
+        )
+    name = config.get("fingerprint_file") or (
+        f"insider-fingerprints-{config['partner_name'].lower()}-"
+        f"{operation.value.replace('/', '-').lower()}.parquet"
+    )
+    return context.resolve(name)
 
 
 def _ca_file(name: str | None, context: RunContext) -> Path | None:

@@ -28,6 +28,7 @@ from arrowbulk.plugins.insider.columns import Plan, plan_columns, role_of
 from arrowbulk.plugins.insider.config import InsiderTask, resolve
 from arrowbulk.plugins.insider.delivery import Delivery
 from arrowbulk.plugins.insider.encode import Encoder
+from arrowbulk.plugins.insider.fingerprints import FingerprintStore
 from arrowbulk.plugins.insider.layout import identifier_group, layout
 from arrowbulk.plugins.insider.normalize import ColumnChanges, Normalizer, rule_of
 from arrowbulk.plugins.insider.operations import Takes
@@ -77,6 +78,18 @@ class InsiderJob:
         self.key_encoder = (
             Encoder(identifier_group(plan)) if plan.operation.spec.takes is Takes.EVENTS else None
         )
+        # only_changed: the store, and each user's identifiers object (its key in the store).
+        self.store: FingerprintStore | None = None
+        self.identity_encoder: Encoder | None = None
+        if task.fingerprint_file is not None:
+            scope = {
+                "partner": task.partner_name,
+                "endpoint": task.endpoint,
+                "operation": task.operation.value,
+                "columns": [c.name for c in plan.columns],
+            }
+            self.store = FingerprintStore(task.fingerprint_file, scope, context.full_refresh)
+            self.identity_encoder = Encoder(identifier_group(plan))
         self.rejects = RejectWriter(task.reject_file, task.run_id)
         self.delivery = Delivery(task, self.rejects, context.reporter)
         context.reporter.status(self.delivery.waiting_on)

@@ -11,13 +11,22 @@ first request, and ``arrowbulk validate``'s dry run, are in :mod:`record_checks`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 
-from arrowbulk import Control, OutputPlugin, PageOutput, RecordCheck, RunContext, load_schema
+from arrowbulk import (
+    Control,
+    JobError,
+    OutputPlugin,
+    PageOutput,
+    RecordCheck,
+    RunContext,
+    load_schema,
+)
 
 # Kept importable from here: tests and tools build batches the way the plugin does.
 from arrowbulk.plugins.insider.job import (  # noqa: F401
@@ -29,6 +38,8 @@ from arrowbulk.plugins.insider.job import (  # noqa: F401
 )
 from arrowbulk.plugins.insider.page import InsiderPage
 from arrowbulk.plugins.insider.record_checks import InsiderDryRun, InsiderRecordCheck
+
+log = logging.getLogger(__name__)
 
 
 class InsiderOutput(OutputPlugin[Checked]):
@@ -59,11 +70,35 @@ class InsiderOutput(OutputPlugin[Checked]):
     ) -> dict[str, Any]:
         checked = self.check(config, schema, control.context)
         job = InsiderJob(checked, control.context)
+        succeeded = False
         try:
             control.run(replace(checked, job=job))
+            succeeded = True
         finally:
             job.close()
+            if job.store is not None:
+                self._save_fingerprints(job, control, succeeded)
         return {}
+
+    @staticmethod
+    def _save_fingerprints(job: InsiderJob, control: Control[Checked], succeeded: bool) -> None:
+        """Whatever the outcome: the users Insider acknowledged need not be sent again."""
+        assert job.store is not None
+        task = job.task
+        complete = succeeded and control.context.reads_everything
+        try:
+            figures = job.store.write(complete, task.removed_file)
+        except JobError as error:
+            if succeeded:
+                raise
+            log.error("%s", error)  # the job's own error is the one to report
+            return
+        if job.store.note:
+            log.info("only_changed: %s", job.store.note)
+            figures["note"] = job.store.note
+        if not complete:
+            figures["removed"] = "not counted (the run did not read every row)"
+        control.details({"only_changed": figures})
 
     def open(self, task: Checked, schema: pa.Schema, task_index: int) -> PageOutput:
         assert task.job is not None, "open() with a task transaction() did not run"

@@ -16,6 +16,7 @@ import pyarrow as pa
 from arrowbulk import ArrowbulkError, FilterReject, PageOutput, RecordError, TaskReport
 from arrowbulk.plugins.insider.batching import Request, RequestBuilder
 from arrowbulk.plugins.insider.delivery import Tally
+from arrowbulk.plugins.insider.fingerprints import TaskChanges
 from arrowbulk.plugins.insider.job import (
     InsiderJob,
     nonempty,
@@ -54,6 +55,7 @@ class InsiderPage(PageOutput):
         self.lock = threading.Lock()
         self.recent_lock = threading.Lock()
         self.watermark = Watermark(tracked=False)
+        self.changes = TaskChanges(job.store) if job.store is not None else None
         self._recent: dict[int, pa.RecordBatch] = {}  # chunk's first row -> its source rows
         self._progress: Callable[[int, int], None] | None = None
         with job.pages_lock:
@@ -92,10 +94,18 @@ class InsiderPage(PageOutput):
         texts = self.job.encoder.encode(prepared, rows)
         keys = self.job.key_encoder.encode(prepared, rows) if self.job.key_encoder else None
         row_numbers = np.arange(first_row, first_row + rows, dtype=np.int64)
+        keep = valid.to_numpy(zero_copy_only=False) if valid is not None else None
         if valid is not None:
-            keep = valid.to_numpy(zero_copy_only=False)
             row_numbers, texts = row_numbers[keep], texts.filter(valid)
             keys = keys.filter(valid) if keys is not None else None
+        if self.changes is not None:
+            assert self.job.identity_encoder is not None
+            identities = self.job.identity_encoder.encode(prepared, rows)
+            changed = self.changes.select(row_numbers, texts, identities, keep)
+            if not changed.all():
+                same = int(len(changed) - changed.sum())
+                self.job.reporter.acknowledge(same)  # settled: Insider already holds them
+                row_numbers, texts = row_numbers[changed], texts.filter(pa.array(changed))
         self._queue(row_numbers, texts, keys, batch, first_row)
 
     def _queue(
@@ -134,6 +144,8 @@ class InsiderPage(PageOutput):
         )
         for request in requests:
             key = id(request)
+            if self.changes is not None:
+                self.changes.sent(key, request.rows)
             future = self.job.delivery.submit(
                 request,
                 self.builder,
@@ -154,6 +166,8 @@ class InsiderPage(PageOutput):
     def _request_done(self, key: int, future: Future[bool]) -> None:
         if future.cancelled() or not future.result():
             return  # not settled: it stays below the watermark and a resume sends it again
+        if self.changes is not None:
+            self.changes.answered(key)
         self.watermark.answered(key)
         self._report_progress()
 
@@ -236,9 +250,14 @@ class InsiderPage(PageOutput):
             self.job.pages.discard(self)
 
     def _report(self) -> TaskReport:
+        unchanged = 0
+        if self.changes is not None:
+            self.changes.close()  # the fingerprints of what Insider acknowledged, to the store
+            unchanged = self.changes.unchanged
         with self.tally.lock:
             return TaskReport(
-                accepted=self.tally.accepted,
+                # Users Insider already holds as they are count as accepted, and are counted.
+                accepted=self.tally.accepted + unchanged,
                 rejected=dict(self.tally.rejected),
                 details={
                     "operation": self.task.operation.value,
@@ -251,6 +270,7 @@ class InsiderPage(PageOutput):
                         normalized={k: v for k, v in self.normalized.items() if v},
                         dropped_values=self.dropped,
                     ),
+                    **({"unchanged": unchanged} if self.changes is not None else {}),
                 },
             )
 
@@ -310,6 +330,8 @@ class InsiderPage(PageOutput):
     def _on_server_reject(
         self, row: int, rule: str, message: str, user: bytes, attempt: int
     ) -> None:
+        if self.changes is not None:
+            self.changes.refused(row)
         self.job.rejects.write(
             task=self.task_index,
             row=row,
