@@ -82,6 +82,8 @@ def child(
     setup: str = "tuned",
     source: str = "file",
     normalize: str = "on",
+    out_extra: dict | None = None,
+    expect_sent: int | None = None,
 ) -> dict:
     sink.call("/_reset")
     command = [
@@ -102,15 +104,18 @@ def child(
         source,
         "--normalize",
         normalize,
+        "--out-extra",
+        json.dumps(out_extra or {}),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(f"{exporter} failed:\n{done.stdout}\n{done.stderr}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     stats = sink.call("/_stats")
-    if stats["distinct"] != result["rows"] or stats["duplicates"]:
+    expected = result["rows"] if expect_sent is None else expect_sent
+    if stats["distinct"] != expected or stats["duplicates"]:
         raise RuntimeError(
-            f"{exporter} {kind}: the sink saw {stats}, expected {result['rows']} records once each"
+            f"{exporter} {kind}: the sink saw {stats}, expected {expected} records once each"
         )
     return result
 
@@ -144,6 +149,7 @@ def run_child(args: argparse.Namespace) -> None:
             out.update(skip_invalid_records=True, max_requests_in_flight=8)
         if args.normalize == "off":
             out["normalize"] = False
+        out.update(json.loads(args.out_extra))
         source = (
             {"type": "file", "path": args.data}
             if args.input == "file"
@@ -191,6 +197,55 @@ def peak_rss_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def changed_only(args: argparse.Namespace) -> None:
+    """Day 1 sends every user; day 2, with 1% of them changed, sends only those."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    print(f"only_changed, setup {args.setup}, sink latency {args.latency_ms:g} ms")
+    print(
+        f"{'rows':>10}{'day 1 s':>10}{'day 2 s':>10}{'day2/day1':>11}{'store MB':>10}{'peak RSS':>10}"
+    )
+    for rows in args.rows:
+        day1 = dataset("users", rows)
+        day2 = DATA / f"users-{rows}-1pct-changed.parquet"
+        if not day2.exists():
+            table = pq.read_table(day1)
+            changed = pa.array(np.arange(rows) % 100 == 0)
+            names = pc.if_else(
+                changed, pc.binary_join_element_wise(table["name"], "!", ""), table["name"]
+            )
+            pq.write_table(
+                table.set_column(table.schema.get_field_index("name"), "name", names),
+                day2,
+                row_group_size=ROWS_PER_GROUP,
+            )
+        store = Path(tempfile.mkdtemp()) / "fingerprints.parquet"
+        extra = {"only_changed": True, "fingerprint_file": str(store)}
+        sink = Sink("uuid", args.latency_ms)
+        try:
+            first = child("users", "arrowbulk", day1, sink, setup=args.setup, out_extra=extra)
+            second = child(
+                "users",
+                "arrowbulk",
+                day2,
+                sink,
+                setup=args.setup,
+                out_extra=extra,
+                expect_sent=len(range(0, rows, 100)),
+            )
+        finally:
+            sink.stop()
+        ratio = second["seconds"] / first["seconds"]
+        peak = max(first["peak_rss_mb"], second["peak_rss_mb"])
+        print(
+            f"{rows:>10,}{first['seconds']:>10.2f}{second['seconds']:>10.2f}{ratio:>11.2f}"
+            f"{store.stat().st_size / 2**20:>10.1f}{peak:>8.0f}MB"
+        )
 
 
 def check_encoder(path: Path, kind: str) -> str:
@@ -259,6 +314,12 @@ def main() -> None:
         default="clean",
         help="crm: the users as a CRM writes them (lowercase codes, text dates, yes/no, 0090 phones), which normalization fixes",
     )
+    parser.add_argument(
+        "--changed-only",
+        action="store_true",
+        help="only_changed: run each size twice on one fingerprint store, the second time with 1%% of users changed",
+    )
+    parser.add_argument("--out-extra", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=["arrowbulk", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--kind", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -268,6 +329,9 @@ def main() -> None:
         run_child(args)
         return
 
+    if args.changed_only:
+        changed_only(args)
+        return
     print(
         f"setup {args.setup}, input {args.input}, normalize {args.normalize}, values {args.values}, "
         f"sink latency {args.latency_ms:g} ms"

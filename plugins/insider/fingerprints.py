@@ -1,10 +1,14 @@
 """``only_changed``: send a user only when the object sent differs from the last one Insider
 acknowledged.
 
-Per user: a 64-bit xxh3 hash of its identifiers object (the key) and one of the exact user
-object the run would send (the fingerprint). The store is a Parquet file of (key, fingerprint,
-identifiers) sorted by key, read once per job into two numpy arrays; each chunk's lookup is a
-vectorized binary search (no Python per row beyond the hashing). Fingerprints are written
+Per user: a 64-bit hash of its identifier columns (the key) and one of every column the output
+receives (the fingerprint), computed by DuckDB over each Arrow chunk before any other work, so
+an unchanged user costs a hash and a lookup, not normalization, validation and encoding. The
+object sent is a function of those values and of the settings in the store's scope (partner,
+endpoint, operation, normalization, the columns, and the arrowbulk and DuckDB versions: an
+upgrade sends everyone once, never hides a change). The store is a Parquet file of (key,
+fingerprint, identifier columns) sorted by key, read once per job into two numpy arrays; each
+chunk's lookup is a vectorized binary search. Fingerprints are written
 only for users the API acknowledged (never for a rejected or unanswered one), at the end of
 the job, whether it succeeded or not; a crash (nothing written) makes the next run send again,
 so no change can be hidden. The store remembers its scope (partner, operation, the columns
@@ -29,7 +33,6 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-import xxhash
 
 from arrowbulk import JobError
 
@@ -38,15 +41,46 @@ log = logging.getLogger(__name__)
 _SCOPE_KEY = b"arrowbulk.scope"
 
 
-def hashes(texts: pa.Array) -> np.ndarray:
-    """A 64-bit xxh3 hash of each (binary or string) value."""
-    digest = xxhash.xxh3_64_intdigest
-    values = texts.to_pylist()
-    return np.fromiter(
-        (digest(v if isinstance(v, bytes) else v.encode()) for v in values),
-        dtype=np.uint64,
-        count=len(values),
-    )
+class RowHasher:
+    """64-bit hashes of rows of Arrow columns, by DuckDB (one connection per task thread)."""
+
+    def __init__(self) -> None:
+        import duckdb
+
+        self.connection = duckdb.connect()
+        self.connection.execute("SET threads = 1")  # the task's own thread does the work
+        self.connection.execute("SET preserve_insertion_order = true")
+
+    def hash(self, batch: pa.RecordBatch, groups: Mapping[str, list[str]]) -> dict[str, np.ndarray]:
+        """For each group of columns, a hash per row (rows in the batch's order)."""
+        self.connection.register("arrowbulk_rows", pa.Table.from_batches([batch]))
+        try:
+            selects = ", ".join(
+                f"hash({', '.join(_quoted(c) for c in columns)}) AS {_quoted(name)}"
+                for name, columns in groups.items()
+            )
+            result = self.connection.sql(f"SELECT {selects} FROM arrowbulk_rows").to_arrow_table()
+        finally:
+            self.connection.unregister("arrowbulk_rows")
+        return {name: result.column(name).to_numpy() for name in groups}
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def member(values: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """Per value: is it in ``of``? (A sort and a binary search: np.isin took 1.7 s on 2M.)"""
+    if not len(of):
+        return np.zeros(len(values), dtype=bool)
+    ordered = np.sort(of)
+    position = np.searchsorted(ordered, values)
+    position[position >= len(ordered)] = 0
+    found: np.ndarray = ordered[position] == values
+    return found
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 class FingerprintStore:
@@ -92,7 +126,10 @@ class FingerprintStore:
         """Per user: is the object the same as the one Insider last acknowledged?"""
         if not len(self.keys):
             return np.zeros(len(keys), dtype=bool)
-        position = np.searchsorted(self.keys, keys)
+        # Searching in key order is twice as fast: the lookups walk the store once.
+        order = np.argsort(keys)
+        position = np.empty(len(keys), dtype=np.intp)
+        position[order] = np.searchsorted(self.keys, keys[order])
         inside = position < len(self.keys)
         position[~inside] = 0
         same: np.ndarray = (
@@ -104,9 +141,11 @@ class FingerprintStore:
         with self._lock:
             self._seen.append(keys)
 
-    def acknowledged(self, keys: np.ndarray, values: np.ndarray, identifiers: pa.Array) -> None:
-        table = pa.table(
-            {"key": pa.array(keys), "value": pa.array(values), "identifiers": identifiers}
+    def acknowledged(self, keys: np.ndarray, values: np.ndarray, identifiers: pa.Table) -> None:
+        """Users Insider took: their key, fingerprint and identifier columns."""
+        table = pa.Table.from_arrays(
+            [pa.array(keys, pa.uint64()), pa.array(values, pa.uint64()), *identifiers.columns],
+            names=["key", "value", *identifiers.column_names],
         )
         with self._lock:
             self._acknowledged.append(table)
@@ -114,51 +153,42 @@ class FingerprintStore:
     def write(self, complete: bool, removed_file: Path | None) -> dict[str, Any]:
         """Merge what Insider acknowledged into the store; return the figures for the summary."""
         with self._lock:
-            fresh = (
-                pa.concat_tables(self._acknowledged)
-                if self._acknowledged
-                else pa.table(
-                    {
-                        "key": pa.array([], pa.uint64()),
-                        "value": pa.array([], pa.uint64()),
-                        "identifiers": pa.array([], pa.binary()),
-                    }
-                )
-            )
+            fresh = pa.concat_tables(self._acknowledged) if self._acknowledged else None
             seen = np.concatenate(self._seen) if self._seen else np.zeros(0, np.uint64)
         old = self._old_table()
-        figures: dict[str, Any] = {"fingerprints_written": fresh.num_rows}
-        if complete and old.num_rows:
-            gone = ~np.isin(old.column("key").to_numpy(), seen)
+        figures: dict[str, Any] = {"fingerprints_written": fresh.num_rows if fresh else 0}
+        if complete and old is not None and old.num_rows:
+            gone = ~member(old.column("key").to_numpy(), seen)
             removed = old.filter(pa.array(gone))
             figures["removed"] = removed.num_rows
             if removed.num_rows:
                 if removed_file is not None:
-                    _write_removed(removed, removed_file)
+                    _write_removed(removed.drop_columns(["key", "value"]), removed_file)
                     figures["removed_file"] = str(removed_file)
                 old = old.filter(pa.array(~gone))
-        # The newest fingerprint of each user wins: fresh ones replace the stored ones.
-        kept = old.filter(pa.array(~np.isin(old.column("key").to_numpy(), fresh["key"].to_numpy())))
-        merged = pa.concat_tables([kept, fresh.cast(kept.schema)])
-        order = np.argsort(merged.column("key").to_numpy(), kind="stable")
-        merged = merged.take(pa.array(order))
-        _, last = np.unique(merged.column("key").to_numpy()[::-1], return_index=True)
-        merged = merged.take(pa.array(np.sort(len(merged) - 1 - last)))
+        if (fresh is None or not fresh.num_rows) and not figures.get("removed"):
+            figures["fingerprints_stored"] = len(self.keys)
+            return figures  # nothing new, nothing gone: the store stands as it is
+        parts = [t for t in (old, fresh) if t is not None and t.num_rows]
+        if not parts:
+            figures["fingerprints_stored"] = 0
+            return figures
+        merged = pa.concat_tables([parts[0], *(p.cast(parts[0].schema) for p in parts[1:])])
+        keys = merged.column("key").to_numpy()
+        # One sort; among equal keys (stable), the last is the newest: fresh after old, and
+        # a user sent twice in this run keeps its later object.
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        newest = np.append(ordered[1:] != ordered[:-1], True)
+        merged = merged.take(pa.array(order[newest]))
         self._save(merged)
         figures["fingerprints_stored"] = merged.num_rows
         return figures
 
-    def _old_table(self) -> pa.Table:
-        empty = pa.table(
-            {
-                "key": pa.array([], pa.uint64()),
-                "value": pa.array([], pa.uint64()),
-                "identifiers": pa.array([], pa.binary()),
-            }
-        )
+    def _old_table(self) -> pa.Table | None:
         if not len(self.keys) or not self.path.exists():
-            return empty
-        return pq.read_table(self.path).cast(empty.schema)
+            return None
+        return pq.read_table(self.path)
 
     def _save(self, table: pa.Table) -> None:
         metadata = {_SCOPE_KEY: orjson.dumps(self.scope)}
@@ -166,10 +196,13 @@ class FingerprintStore:
         handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         os.close(handle)
         try:
+            # Hashes do not compress; identifiers do.
+            compression = {c: "zstd" for c in table.column_names} | {"key": "none", "value": "none"}
             pq.write_table(
                 table.replace_schema_metadata(metadata),
                 name,
-                compression="zstd",
+                compression=compression,
+                use_dictionary=False,
                 row_group_size=1 << 20,
             )
             with open(name, "rb") as written:
@@ -184,13 +217,12 @@ class FingerprintStore:
             Path(name).unlink(missing_ok=True)
 
 
-def _write_removed(removed: pa.Table, path: Path) -> None:
-    """One flat identifiers object per line (custom identifiers beside the default ones)."""
-    lines = []
-    for text in removed.column("identifiers").to_pylist():
-        identifiers = orjson.loads(text)
-        custom = identifiers.pop("custom", {})
-        lines.append(orjson.dumps({**identifiers, **custom}))
+def _write_removed(identifiers: pa.Table, path: Path) -> None:
+    """One identifiers object per line (the null ones left out), for a DELETE job's input."""
+    lines = [
+        orjson.dumps({k: v for k, v in row.items() if v is not None})
+        for row in identifiers.to_pylist()
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\n".join(lines) + b"\n")
 
@@ -202,36 +234,37 @@ def _describe(scope: Mapping[str, Any]) -> str:
 class TaskChanges:
     """One task's part of ``only_changed``: which rows to send, and which Insider took."""
 
-    def __init__(self, store: FingerprintStore) -> None:
+    def __init__(self, store: FingerprintStore, identifiers: list[str], columns: list[str]) -> None:
         self.store = store
+        self.identifiers, self.columns = identifiers, columns
+        self.hasher = RowHasher()
         self.unchanged = 0
         self._lock = threading.Lock()
-        # rows sent (changed), with their key, fingerprint and identifiers JSON
+        # rows that changed (to be sent), with their key, fingerprint and identifier columns
         self._rows: list[np.ndarray] = []
         self._keys: list[np.ndarray] = []
         self._values: list[np.ndarray] = []
-        self._identifiers: list[pa.Array] = []
+        self._identities: list[pa.Table] = []
         self._requests: dict[int, np.ndarray] = {}  # request key -> its rows
         self._acknowledged: list[np.ndarray] = []
         self._refused: set[int] = set()  # rows the server refused
+        self._closed = False
 
-    def select(
-        self, rows: np.ndarray, texts: pa.Array, identifiers: pa.Array, valid: np.ndarray | None
-    ) -> np.ndarray:
-        """Of a chunk's users (``identifiers`` for all rows; ``rows``/``texts`` the valid ones),
-        the positions among the valid ones that changed; remembers them, counts the others."""
-        keys = hashes(identifiers)
+    def select(self, batch: pa.RecordBatch, rows: np.ndarray) -> np.ndarray:
+        """Per row of a chunk (``rows``: their positions in the task): did the user change?"""
+        hashed = self.hasher.hash(batch, {"key": self.identifiers, "value": self.columns})
+        keys, values = hashed["key"], hashed["value"]
         self.store.seen(keys)  # every user of the source, valid or not, is still there
-        if valid is not None:
-            keys, identifiers = keys[valid], identifiers.filter(pa.array(valid))
-        values = hashes(texts)
         changed = ~self.store.unchanged(keys, values)
+        mask = pa.array(changed)
         with self._lock:
             self.unchanged += int(len(changed) - changed.sum())
             self._rows.append(rows[changed])
             self._keys.append(keys[changed])
             self._values.append(values[changed])
-            self._identifiers.append(identifiers.filter(pa.array(changed)))
+            self._identities.append(
+                pa.Table.from_batches([batch.select(self.identifiers)]).filter(mask)
+            )
         return changed
 
     def sent(self, request: int, rows: np.ndarray) -> None:
@@ -249,19 +282,22 @@ class TaskChanges:
             self._refused.add(row)
 
     def close(self) -> None:
-        """Hand the store the fingerprints of the users Insider acknowledged."""
+        """Hand the store the fingerprints of the users Insider acknowledged (once)."""
         with self._lock:
-            if not self._rows or not self._acknowledged:
+            if self._closed:
                 return
-            rows = np.concatenate(self._rows)
-            taken = np.concatenate(self._acknowledged)
-            if self._refused:
-                taken = taken[~np.isin(taken, np.fromiter(self._refused, np.int64))]
-            mask = np.isin(rows, taken)
-            identifiers = pa.concat_arrays([a.cast(pa.binary()) for a in self._identifiers])
-            self.store.acknowledged(
-                np.concatenate(self._keys)[mask],
-                np.concatenate(self._values)[mask],
-                identifiers.filter(pa.array(mask)),
-            )
+            self._closed = True
+            if self._rows and self._acknowledged:
+                rows = np.concatenate(self._rows)
+                taken = np.concatenate(self._acknowledged)
+                if self._refused:
+                    taken = taken[~member(taken, np.fromiter(self._refused, np.int64))]
+                mask = member(rows, taken)
+                self.store.acknowledged(
+                    np.concatenate(self._keys)[mask],
+                    np.concatenate(self._values)[mask],
+                    pa.concat_tables(self._identities).filter(pa.array(mask)),
+                )
             self._rows.clear()
+            self._acknowledged.clear()
+        self.hasher.close()

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 
 from arrowbulk import (
@@ -22,6 +23,7 @@ from arrowbulk import (
     JobError,
     RejectWriter,
     RunContext,
+    __version__,
     check_writable_folder,
 )
 from arrowbulk.plugins.insider.columns import Plan, plan_columns, role_of
@@ -78,18 +80,21 @@ class InsiderJob:
         self.key_encoder = (
             Encoder(identifier_group(plan)) if plan.operation.spec.takes is Takes.EVENTS else None
         )
-        # only_changed: the store, and each user's identifiers object (its key in the store).
+        # only_changed: the store. Its scope holds everything that decides the object sent
+        # besides the row's values (an upgrade of arrowbulk or DuckDB starts it afresh).
         self.store: FingerprintStore | None = None
-        self.identity_encoder: Encoder | None = None
         if task.fingerprint_file is not None:
             scope = {
                 "partner": task.partner_name,
                 "endpoint": task.endpoint,
                 "operation": task.operation.value,
-                "columns": [c.name for c in plan.columns],
+                "columns": [f"{c.name}: {c.kind.value}" for c in plan.columns],
+                "custom_identifiers": list(task.custom_identifiers),
+                "normalize": repr(task.normalize),
+                "drop_invalid_values": task.drop_invalid_values,
+                "versions": f"arrowbulk {__version__}, duckdb {_duckdb_version()}",
             }
             self.store = FingerprintStore(task.fingerprint_file, scope, context.full_refresh)
-            self.identity_encoder = Encoder(identifier_group(plan))
         self.rejects = RejectWriter(task.reject_file, task.run_id)
         self.delivery = Delivery(task, self.rejects, context.reporter)
         context.reporter.status(self.delivery.waiting_on)
@@ -165,15 +170,22 @@ def prepare_batch(
     return prepared, normalized.changes
 
 
+def _duckdb_version() -> str:
+    import duckdb  # only for only_changed: its row hashes are DuckDB's
+
+    return str(duckdb.__version__)
+
+
 def write_reject(
-    rejects: Any, task_index: int, first_row: int, batch: pa.RecordBatch, failures: list[Issue]
+    rejects: Any, task_index: int, rows: np.ndarray, batch: pa.RecordBatch, failures: list[Issue]
 ) -> None:
-    """One invalid record: its first failure in the line's keys, every failure listed."""
+    """One invalid record (``rows``: each batch row's position in the task): its first
+    failure in the line's keys, every failure listed."""
     issue = failures[0]
     record = batch.slice(issue.row, 1).to_pylist()[0]
     rejects.write(
         task=task_index,
-        row=first_row + issue.row,
+        row=int(rows[issue.row]),
         stage="validation",
         column=issue.column,
         rule=issue.rule,

@@ -55,7 +55,15 @@ class InsiderPage(PageOutput):
         self.lock = threading.Lock()
         self.recent_lock = threading.Lock()
         self.watermark = Watermark(tracked=False)
-        self.changes = TaskChanges(job.store) if job.store is not None else None
+        self.changes = (
+            TaskChanges(
+                job.store,
+                [c.name for c in self.plan.identifiers],
+                [c.name for c in self.plan.columns],
+            )
+            if job.store is not None
+            else None
+        )
         self._recent: dict[int, pa.RecordBatch] = {}  # chunk's first row -> its source rows
         self._progress: Callable[[int, int], None] | None = None
         with job.pages_lock:
@@ -73,12 +81,23 @@ class InsiderPage(PageOutput):
         for step in steps(batch):  # bounds the memory each step's intermediate columns take
             self._add_chunk(step)
 
-    def _add_chunk(self, batch: pa.RecordBatch) -> None:
+    def _add_chunk(self, source: pa.RecordBatch) -> None:
         self.job.delivery.raise_if_failed()
-        first_row, rows = self.rows, batch.num_rows
-        self.rows += rows
+        first_row = self.rows
+        self.rows += source.num_rows
+        queued_through = self.rows
         with self.recent_lock:
-            self._recent[first_row] = batch
+            self._recent[first_row] = source
+        # Each row's position in the task: the rows worked on may be a subset of the chunk.
+        positions = np.arange(first_row, self.rows, dtype=np.int64)
+        batch = source
+        if self.changes is not None:
+            changed = self.changes.select(source, positions)
+            if not changed.all():
+                # Insider holds these users as they are: settled, nothing to prepare or send.
+                self.job.reporter.acknowledge(int(len(changed) - changed.sum()))
+                batch, positions = source.filter(pa.array(changed)), positions[changed]
+        rows = batch.num_rows
         prepared, changes = prepare_batch(self.job.checked, batch)
         for name, change in changes.items():
             self.normalized[name] = self.normalized.get(name, 0) + change.changed
@@ -87,26 +106,20 @@ class InsiderPage(PageOutput):
             verdict = self.validator.validate(prepared, rows)
             prepared = dict(verdict.prepared)
             if verdict.dropped:
-                self._write_dropped(batch, first_row, verdict.dropped)
+                self._write_dropped(batch, positions, verdict.dropped)
             if verdict.issues:
-                self._reject_invalid(batch, first_row, verdict.issues)
+                self._reject_invalid(batch, positions, verdict.issues)
                 valid = verdict.valid
         texts = self.job.encoder.encode(prepared, rows)
         keys = self.job.key_encoder.encode(prepared, rows) if self.job.key_encoder else None
-        row_numbers = np.arange(first_row, first_row + rows, dtype=np.int64)
-        keep = valid.to_numpy(zero_copy_only=False) if valid is not None else None
+        row_numbers = positions
         if valid is not None:
-            row_numbers, texts = row_numbers[keep], texts.filter(valid)
+            row_numbers, texts = (
+                positions[valid.to_numpy(zero_copy_only=False)],
+                texts.filter(valid),
+            )
             keys = keys.filter(valid) if keys is not None else None
-        if self.changes is not None:
-            assert self.job.identity_encoder is not None
-            identities = self.job.identity_encoder.encode(prepared, rows)
-            changed = self.changes.select(row_numbers, texts, identities, keep)
-            if not changed.all():
-                same = int(len(changed) - changed.sum())
-                self.job.reporter.acknowledge(same)  # settled: Insider already holds them
-                row_numbers, texts = row_numbers[changed], texts.filter(pa.array(changed))
-        self._queue(row_numbers, texts, keys, batch, first_row)
+        self._queue(row_numbers, texts, keys, batch, positions, queued_through)
 
     def _queue(
         self,
@@ -114,25 +127,23 @@ class InsiderPage(PageOutput):
         texts: pa.Array,
         keys: pa.Array | None,
         batch: pa.RecordBatch,
-        first_row: int,
+        positions: np.ndarray,
+        queued_through: int,
     ) -> None:
+        """Hand the encoded records of ``rows`` to the builder; rows below ``queued_through``
+        are then all queued, sent or settled (``positions``: each ``batch`` row's row)."""
         oversize = self.builder.too_large(texts, keys)
         if oversize.any():
             for position in np.flatnonzero(oversize).tolist():
                 size = len(texts[position].as_py())
                 message = f"the record alone is {size:,} bytes of JSON; a request may be at most {self.task.max_bytes:,}"
-                self._reject_invalid(
-                    batch,
-                    first_row,
-                    [Issue(int(rows[position]) - first_row, None, "too_large", message)],
-                )
+                at = int(np.searchsorted(positions, rows[position]))
+                self._reject_invalid(batch, positions, [Issue(at, None, "too_large", message)])
             fits = pa.array(~oversize)
             rows, texts = rows[~oversize], texts.filter(fits)
             keys = keys.filter(fits) if keys is not None else None
         with self.lock:
-            self._send(
-                self.builder.add(rows, texts, keys), queued_through=first_row + batch.num_rows
-            )
+            self._send(self.builder.add(rows, texts, keys), queued_through=queued_through)
         self._report_progress()
 
     def _send(self, requests: list[Request], queued_through: int | None = None) -> None:
@@ -274,17 +285,19 @@ class InsiderPage(PageOutput):
                 },
             )
 
-    def _reject_invalid(self, batch: pa.RecordBatch, first_row: int, issues: list[Issue]) -> None:
+    def _reject_invalid(
+        self, batch: pa.RecordBatch, positions: np.ndarray, issues: list[Issue]
+    ) -> None:
         groups = group_by_row(issues)
         for failures in groups:
-            write_reject(self.job.rejects, self.task_index, first_row, batch, failures)
+            write_reject(self.job.rejects, self.task_index, positions, batch, failures)
             with self.tally.lock:
                 self.tally.reject(failures[0].reason)
         self.job.reporter.acknowledge(len(groups))
         if not self.task.skip_invalid_records:
             issue = issues[0]
             raise RecordError(
-                f"{row_label(self.task_index, first_row + issue.row)}, column {issue.column or '-'}, rule {issue.rule}: "
+                f"{row_label(self.task_index, int(positions[issue.row]))}, column {issue.column or '-'}, rule {issue.rule}: "
                 f"{issue.message}. Set skip_invalid_records: true to skip such records",
                 reason=issue.reason,
             )
@@ -312,14 +325,16 @@ class InsiderPage(PageOutput):
                 reason=first.reason,
             )
 
-    def _write_dropped(self, batch: pa.RecordBatch, first_row: int, dropped: list[Issue]) -> None:
+    def _write_dropped(
+        self, batch: pa.RecordBatch, positions: np.ndarray, dropped: list[Issue]
+    ) -> None:
         """Each value left out of a user that is sent: counted, and a line in the reject file."""
         for issue in dropped:
             assert issue.column is not None
             self.dropped[issue.column] = self.dropped.get(issue.column, 0) + 1
             self.job.rejects.write(
                 task=self.task_index,
-                row=first_row + issue.row,
+                row=int(positions[issue.row]),
                 stage="value",
                 column=issue.column,
                 rule=issue.rule,

@@ -17,6 +17,7 @@ import pyarrow as pa
 from arrowbulk import DryRun, FilterReject, RecordCheck, RecordError
 from arrowbulk.plugins.insider.batching import RequestBuilder
 from arrowbulk.plugins.insider.encode import Encoder
+from arrowbulk.plugins.insider.fingerprints import RowHasher
 from arrowbulk.plugins.insider.job import (
     Checked,
     prepare_batch,
@@ -38,6 +39,9 @@ class InsiderRecordCheck(RecordCheck):
         self.checked, self.job = checked, checked.job
         self.validator = RecordValidator(checked.plan, checked.task, load_spec())
         self.rows = 0
+        # only_changed: users Insider holds as they are were valid when sent; not checked again.
+        self.store = self.job.store if self.job is not None else None
+        self.hasher = RowHasher() if self.store is not None else None
 
     def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
         for step in steps(batch):
@@ -45,16 +49,28 @@ class InsiderRecordCheck(RecordCheck):
             first_row += step.num_rows
 
     def _add_step(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
+        self.rows += batch.num_rows
+        positions = _rows(first_row, batch)
+        if self.store is not None and self.hasher is not None:
+            plan = self.checked.plan
+            hashed = self.hasher.hash(
+                batch,
+                {
+                    "key": [c.name for c in plan.identifiers],
+                    "value": [c.name for c in plan.columns],
+                },
+            )
+            changed = ~self.store.unchanged(hashed["key"], hashed["value"])
+            batch, positions = batch.filter(pa.array(changed)), positions[changed]
         prepared, _ = prepare_batch(self.checked, batch)
         verdict = self.validator.validate(prepared, batch.num_rows)
-        self.rows += batch.num_rows
         if verdict.issues:
             failures = verdict.by_row()[0]
             issue = failures[0]
             if self.job is not None:
-                write_reject(self.job.rejects, task_index, first_row, batch, failures)
+                write_reject(self.job.rejects, task_index, positions, batch, failures)
             raise RecordError(
-                f"{row_label(task_index, first_row + issue.row)}, column {issue.column or '-'}, "
+                f"{row_label(task_index, int(positions[issue.row]))}, column {issue.column or '-'}, "
                 f"rule {issue.rule}: {issue.message}. Nothing was sent. Fix the data (arrowbulk "
                 "validate lists every invalid record and rule), or set skip_invalid_records: "
                 "true to send the valid records and reject the others",
@@ -62,6 +78,8 @@ class InsiderRecordCheck(RecordCheck):
             )
 
     def finish(self) -> dict[str, Any]:
+        if self.hasher is not None:
+            self.hasher.close()
         if self.job is not None:
             self.job.prevalidated = True
         return {"records_checked": self.rows, "invalid": 0}
@@ -109,7 +127,9 @@ class InsiderDryRun(RecordCheck):
             for issue in failures:
                 self._count(issue, prepared, task_index, first_row)
             if self.dry_run.rejects is not None:
-                write_reject(self.dry_run.rejects, task_index, first_row, batch, failures)
+                write_reject(
+                    self.dry_run.rejects, task_index, _rows(first_row, batch), batch, failures
+                )
         for issue in verdict.dropped:
             assert issue.column is not None
             self.dropped[issue.column] = self.dropped.get(issue.column, 0) + 1
@@ -195,6 +215,10 @@ class InsiderDryRun(RecordCheck):
         if self.dry_run.show_requests:
             figures["requests"] = self.requests
         return figures
+
+
+def _rows(first_row: int, batch: pa.RecordBatch) -> np.ndarray:
+    return np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)
 
 
 def _meaning(schema: Mapping[str, Any]) -> str | None:
