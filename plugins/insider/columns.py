@@ -102,7 +102,8 @@ def plan_columns(schema: pa.Schema, task: InsiderTask, spec: Spec) -> Plan:
     if forbidden:
         raise SchemaError(
             "Insider accepts no JSON objects, arrays of objects, arrays of booleans, nested or "
-            f"mixed arrays; these columns have such types: {', '.join(forbidden)}"
+            f"mixed arrays; these columns have such types: {', '.join(forbidden)}; select the "
+            "fields you need as columns (for json: SELECT extra->>'plan' AS plan)"
         )
     missing_custom = [c for c in task.custom_identifiers if c not in names]
     if missing_custom:
@@ -330,6 +331,8 @@ def _is_string_view(arrow_type: pa.DataType) -> bool:
 
 
 def _forbidden_type(arrow_type: pa.DataType) -> bool:
+    if isinstance(arrow_type, pa.BaseExtensionType) and arrow_type.extension_name == "arrow.json":
+        return True  # JSON values (a database's json/jsonb): objects Insider does not take
     if pat.is_dictionary(arrow_type):
         return _forbidden_type(arrow_type.value_type)
     if pat.is_struct(arrow_type) or pat.is_map(arrow_type) or pat.is_union(arrow_type):

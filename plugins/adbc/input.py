@@ -1,0 +1,140 @@
+"""Streaming a database query's result as Arrow record batches, through ADBC.
+
+ADBC drivers hand Arrow batches over directly (PostgreSQL's streams the result in its binary
+COPY format), so memory stays bounded by one batch. Types arrive as Arrow types, with two
+PostgreSQL ones made explicit here: ``numeric(p, s)`` becomes ``decimal128(p, s)`` (exact), and
+an unconstrained ``numeric`` stays its text (every digit kept; cast it in the query to get a
+number); ``json``/``jsonb`` stay JSON (Arrow's json type): files write the JSON text, and the
+insider output refuses them (Insider takes no objects), naming the column.
+
+The query runs once per job (``replayable = False``: the host spools it), the connection
+string is a secret, and an incremental condition goes into the query.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from arrowbulk import (
+    ConfigError,
+    Incremental,
+    InputPlugin,
+    JobError,
+    RunContext,
+    Secret,
+    load_schema,
+    rebatch,
+)
+
+_DRIVERS = {
+    "postgresql": ("adbc_driver_postgresql.dbapi", "adbc-driver-postgresql"),
+    "sqlite": ("adbc_driver_sqlite.dbapi", "adbc-driver-sqlite"),
+}
+
+
+class AdbcInput(InputPlugin):
+    """``in: {type: adbc, driver: postgresql, uri: ${PG_URI}, query: ...}``."""
+
+    type_name = "adbc"
+    replayable = False  # a query on a live database: run once, spooled
+
+    @classmethod
+    def config_schema(cls) -> Mapping[str, Any]:
+        return load_schema("adbc", "input.json")
+
+    def __init__(self, config: Mapping[str, Any], context: RunContext) -> None:
+        super().__init__(config, context)
+        self.driver: str = config["driver"]
+        uri = config["uri"]
+        self.uri: str = uri.reveal() if isinstance(uri, Secret) else str(uri)
+        self.query: str = config["query"].strip().rstrip(";")
+        self.batch_size: int = config["batch_size"]
+        self._schema: pa.Schema | None = None
+
+    def task_count(self) -> int:
+        return 1
+
+    def describe_task(self, task_index: int) -> str:
+        return f"the {self.driver} query"
+
+    def schema(self) -> pa.Schema:
+        if self._schema is None:
+            # The result's own schema (SQLite infers types from the first rows: a LIMIT 0
+            # would leave it nothing to infer from); no row is read past the first batch.
+            with self._connect() as connection, connection.cursor() as cursor:
+                self._execute(cursor, self.query)
+                raw = cursor.fetch_record_batch().schema
+            self._schema = pa.schema([_conformed_field(f) for f in raw])
+        return self._schema
+
+    def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
+        schema = self.schema()
+        query = self.query
+        incremental = Incremental.of(self.config)
+        condition = incremental.sql_condition(schema, _quoted) if incremental else None
+        if condition is not None:  # pushed down: the database reads only what is newer
+            query = f"SELECT * FROM ({query}) AS arrowbulk_query WHERE {condition}"
+        with self._connect() as connection, connection.cursor() as cursor:
+            self._execute(cursor, query)
+            try:
+                reader = cursor.fetch_record_batch()
+                for batch in rebatch(reader, self.batch_size):
+                    yield _conformed(batch, schema)
+            except Exception as error:  # any driver error while streaming
+                raise JobError(f"in.query failed while streaming: {_message(error)}") from None
+
+    def _connect(self) -> Any:
+        module_name, package = _DRIVERS[self.driver]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            raise ConfigError(
+                f"in.driver: {self.driver} needs the {package} package: pip install "
+                f"'arrowbulk[adbc]' (or pip install {package})"
+            ) from None
+        try:
+            return module.connect(self.uri)
+        except Exception as error:  # the driver's own error classes
+            raise ConfigError(f"in.uri: cannot connect ({_message(error)})") from None
+
+    def _execute(self, cursor: Any, query: str) -> None:
+        try:
+            cursor.execute(query)
+        except Exception as error:  # the driver's own error classes
+            raise ConfigError(f"in.query: the database refused it: {_message(error)}") from None
+
+
+def _conformed_field(field: pa.Field) -> pa.Field:
+    """The field as arrowbulk passes it on (metadata dropped, PostgreSQL numerics typed)."""
+    kind = field.type
+    if isinstance(kind, pa.BaseExtensionType) and kind.extension_name == "arrow.opaque":
+        typmod = int((field.metadata or {}).get(b"POSTGRESQL:typmod", b"-1"))
+        if kind.type_name == "numeric" and typmod >= 4:
+            precision, scale = (typmod - 4) >> 16, (typmod - 4) & 0xFFFF
+            if precision <= 38:
+                return pa.field(field.name, pa.decimal128(precision, scale))
+        return pa.field(field.name, kind.storage_type)  # its text: nothing lost
+    return pa.field(field.name, kind)
+
+
+def _conformed(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    columns = []
+    for column, field in zip(batch.columns, schema, strict=True):
+        if isinstance(column.type, pa.BaseExtensionType) and column.type != field.type:
+            column = column.storage
+        if column.type != field.type:
+            column = column.cast(field.type)  # numeric text to decimal: exact, or an error
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _message(error: Exception) -> str:
+    return " ".join(str(error).split())[:500]
