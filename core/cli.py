@@ -89,6 +89,12 @@ def main(argv: Sequence[str] | None = None, registry: Registry | None = None) ->
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`arrowbulk preview job.yml | head`): stop quietly, as other
+        # tools do; Python would otherwise complain once more when it flushes at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception as error:
         if args.debug:
             _print_traceback()

@@ -209,3 +209,19 @@ def test_a_jobs_progress_counts_what_the_destination_settled(run_insider, sandbo
     assert run.code == 0, run.err
     line = seen[-1].line()
     assert "settled 10" in line, line
+
+
+def test_a_reader_that_goes_away_is_no_error(tmp_path, write_pipeline) -> None:
+    """`arrowbulk preview job.yml | head -1`: no 'internal error', no traceback."""
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    # Far more text than a pipe buffers, so the writer meets the closed pipe for sure.
+    pq.write_table(sample_table(50_000), tmp_path / "big.parquet")
+    job = write_pipeline({"type": "file", "path": "big.parquet"}, {"type": "null"})
+    shell = f"{sys.executable} -m arrowbulk.cli preview {job} --rows 50000 | head -1"
+    done = subprocess.run(shell, shell=True, capture_output=True, text=True, timeout=60)
+    assert done.stdout.startswith("schema")
+    assert "error" not in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -26,6 +26,16 @@ EXAMPLES: dict[str, tuple[Any, Any]] = {
         {"type": "sql", "query": "SELECT 1", "tables": {"bad name": "x"}},
     ),
     "null/output.json": ({"type": "null"}, {"type": "null", "path": "x"}),
+    "adbc/input.json": (
+        {
+            "type": "adbc",
+            "driver": "postgresql",
+            "uri": "postgresql://u@127.0.0.1/db",
+            "query": "SELECT * FROM users",
+            "incremental": {"columns": ["updated_at", "id"]},
+        },
+        {"type": "adbc", "driver": "mysql", "uri": "x", "query": "SELECT 1"},
+    ),
     "filters/rename.json": (
         {"type": "rename", "case": "snake", "columns": {"user_id": "uuid"}},
         {"type": "rename", "case": "camel"},

@@ -51,6 +51,9 @@ class AdbcInput(InputPlugin):
         self.driver: str = config["driver"]
         uri = config["uri"]
         self.uri: str = uri.reveal() if isinstance(uri, Secret) else str(uri)
+        if self.driver == "sqlite" and not self.uri.startswith(("file:", ":memory:")):
+            # A database file, like every path in a config: relative to the config file.
+            self.uri = str(context.resolve(self.uri))
         self.query: str = config["query"].strip().rstrip(";")
         self.batch_size: int = config["batch_size"]
         self._schema: pa.Schema | None = None
