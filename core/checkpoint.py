@@ -53,6 +53,9 @@ class State:
     tasks: dict[str, TaskState] = field(default_factory=dict)
     #: For an input read through a spool: the spool's rows per task, once it is complete.
     spool: dict[str, Any] | None = None
+    #: What the input read across the runs of this state (an incremental input's greatest
+    #: row), so a resumed run's config diff covers the tasks it skipped.
+    input_diff: dict[str, Any] | None = None
 
 
 def fingerprint_of(described: dict[str, Any]) -> str:
@@ -176,6 +179,12 @@ class Checkpoint:
             self.state.spool = spool
             self._write_locked()
 
+    def record_input_diff(self, diff: dict[str, Any]) -> None:
+        with self._lock:
+            if diff and diff != self.state.input_diff:
+                self.state.input_diff = diff
+                self._write_locked()
+
     def finish(self) -> None:
         with self._lock:
             self.state.complete = True
@@ -250,6 +259,7 @@ def _load(path: Path) -> State:
             for key, value in _field(raw, "tasks", dict, problem).items()
         },
         spool=_field(raw, "spool", dict, problem, optional=True),
+        input_diff=_field(raw, "input_diff", dict, problem, optional=True),
     )
 
 

@@ -130,6 +130,18 @@ class Tracker:
             if self._last is None or row > self._last:
                 self._last = row
 
+    def restore(self, diff: Mapping[str, Any], schema: pa.Schema) -> None:
+        """Take in what earlier runs of a resumed job read (a :meth:`diff` they recorded)."""
+        values = (diff.get("incremental") or {}).get("last_record")
+        if not values:
+            return
+        earlier = Incremental(self.incremental.columns, tuple(values)).typed_last(schema)
+        assert earlier is not None
+        row = tuple(value.as_py() for value in earlier)
+        with self._lock:
+            if self._last is None or row > self._last:
+                self._last = row
+
     @property
     def last(self) -> tuple[Any, ...] | None:
         with self._lock:

@@ -227,6 +227,11 @@ class Job:
                     "note": "the job had finished; nothing to do",
                 }
                 return summary
+            if checkpoint is not None and self.incremental is not None:
+                tracker = self.incremental.tracker
+                if checkpoint.state.input_diff:
+                    tracker.restore(checkpoint.state.input_diff, self.incremental.schema())
+                checkpoint.record_input_diff(tracker.diff())  # a spooled input: all of it
             control = _TaskControl(self, source, schema, task_count, checkpoint)
             out_diff = self.output.transaction(self.output_config, schema, task_count, control)
             in_diff = self.incremental.tracker.diff() if self.incremental is not None else {}
@@ -435,6 +440,8 @@ class _TaskControl:
         self.committed[index] = True
         if self.checkpoint is not None:
             self.checkpoint.update(index, settled=skip + rows, done=True)
+            if self.job.incremental is not None:
+                self.checkpoint.record_input_diff(self.job.incremental.tracker.diff())
         scope.__exit__(None, None, None)  # close
 
     def _fail_task(

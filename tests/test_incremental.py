@@ -225,3 +225,50 @@ def test_parquet_row_groups_before_the_last_record_are_not_read(tmp_path) -> Non
     )
     read = [batch.num_rows for task in range(plugin.task_count()) for batch in plugin.read(task)]
     assert read == [10, 10]  # groups 0 and 1 skipped by their statistics; 2 and 3 read
+
+
+@pytest.mark.parametrize("source", ["file", "sql"])
+def test_a_failed_run_resumed_leaves_a_diff_covering_what_it_skipped(
+    sandbox, tmp_path, monkeypatch, source
+) -> None:
+    """Day 1 fails halfway and is resumed; the resume skips what day 1 settled, yet day 2
+    reads only the new events: none arrives twice."""
+    monkeypatch.chdir(tmp_path)
+    pq.write_table(events(0, 400, START), "events.parquet", row_group_size=100)
+    read = (
+        {"type": "file", "path": "events.parquet"}
+        if source == "file"
+        else {"type": "sql", "query": "SELECT * FROM 'events.parquet'"}
+    )
+    config = job(
+        tmp_path,
+        sandbox.url,
+        {**read, "incremental": {"columns": ["timestamp", "event_id"]}},
+        export_mode="USER_EVENTS",
+        max_records_per_request=50,
+        max_requests_in_flight=1,
+        max_retries=0,
+        backoff_base_seconds=0.01,
+        backoff_max_seconds=0.02,
+    )
+    config["filters"] = [{"type": "columns", "drop": ["event_id"]}]
+    config["exec"] = {"max_threads": 1}
+    diff = tmp_path / "diff.yml"
+
+    sandbox.set_faults(healthy_requests=3)  # 150 events in, then an outage
+    with pytest.raises(JobError):
+        arrowbulk.run(config, config_diff=diff, resume="day1.json")
+    assert not diff.exists()
+    sandbox.set_faults(healthy_requests=None)
+    resumed = arrowbulk.run(config, config_diff=diff, resume="day1.json")
+    assert resumed.details["resume"]["skipped_rows"] >= 100
+    assert len(sent_events(sandbox)) == 400
+
+    pq.write_table(
+        pa.concat_tables([events(0, 400, START), events(400, 50, START)]),
+        "events.parquet",
+        row_group_size=100,
+    )
+    arrowbulk.run(config, config_diff=diff)
+    stamps = sent_events(sandbox)
+    assert len(stamps) == 450 and len(set(stamps)) == 450
