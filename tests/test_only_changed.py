@@ -220,3 +220,41 @@ def test_only_changed_is_refused_where_it_means_nothing(tmp_path: Path) -> None:
     code, _, err = run(tmp_path)
     assert code == 2
     assert "out.only_changed: USER_EVENTS does not send users' attributes" in err
+
+
+def test_the_store_adds_small_changes_as_deltas_and_merges_them(tmp_path: Path) -> None:
+    import numpy as np
+
+    from arrowbulk.plugins.insider.fingerprints import MAX_DELTAS, FingerprintStore
+
+    path = tmp_path / "fp.parquet"
+    scope = {"partner": "p"}
+    ids = pa.table({"uuid": [f"u{i}" for i in range(1000)]})
+    keys = np.arange(1000, dtype=np.uint64) * 7919
+
+    def day(values: np.ndarray, users: slice) -> FingerprintStore:
+        store = FingerprintStore(path, scope, full=False)
+        store.seen(keys)
+        store.acknowledged(
+            keys[users], values[users], ids.slice(users.start, users.stop - users.start)
+        )
+        store.write(complete=True, removed_file=None)
+        return FingerprintStore(path, scope, full=False)
+
+    values = np.arange(1000, dtype=np.uint64)
+    day(values, slice(0, 1000))
+    deltas = lambda: sorted(p.name for p in tmp_path.glob("fp.parquet.g*.delta-*"))  # noqa: E731
+    assert deltas() == []
+    for n in range(MAX_DELTAS):
+        values = values.copy()
+        values[n] += 1000  # one user changed a day: a small delta each time
+        store = day(values, slice(n, n + 1))
+        assert len(deltas()) == n + 1
+        assert store.unchanged(keys, values).all()  # base + deltas: the newest wins
+    store = day(values, slice(0, 1))  # one more: the deltas are merged into the base
+    assert deltas() == [] and store.unchanged(keys, values).all()
+
+    # A delta of an older generation (left by a crash mid-merge) is never read.
+    stale = tmp_path / "fp.parquet.g1.delta-0.parquet"
+    pq.write_table(pa.table({"key": pa.array(keys[:1]), "value": pa.array([np.uint64(99)])}), stale)
+    assert FingerprintStore(path, scope, full=False).unchanged(keys, values).all()

@@ -84,6 +84,7 @@ class InsiderOutput(OutputPlugin[Checked]):
     def _save_fingerprints(job: InsiderJob, control: Control[Checked], succeeded: bool) -> None:
         """Whatever the outcome: the users Insider acknowledged need not be sent again."""
         assert job.store is not None
+        job.store.close()
         task = job.task
         complete = succeeded and control.context.reads_everything
         try:

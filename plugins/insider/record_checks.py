@@ -17,7 +17,6 @@ import pyarrow as pa
 from arrowbulk import DryRun, FilterReject, RecordCheck, RecordError
 from arrowbulk.plugins.insider.batching import RequestBuilder
 from arrowbulk.plugins.insider.encode import Encoder
-from arrowbulk.plugins.insider.fingerprints import RowHasher
 from arrowbulk.plugins.insider.job import (
     Checked,
     prepare_batch,
@@ -41,7 +40,6 @@ class InsiderRecordCheck(RecordCheck):
         self.rows = 0
         # only_changed: users Insider holds as they are were valid when sent; not checked again.
         self.store = self.job.store if self.job is not None else None
-        self.hasher = RowHasher() if self.store is not None else None
 
     def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
         for step in steps(batch):
@@ -51,9 +49,9 @@ class InsiderRecordCheck(RecordCheck):
     def _add_step(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
         self.rows += batch.num_rows
         positions = _rows(first_row, batch)
-        if self.store is not None and self.hasher is not None:
+        if self.store is not None:
             plan = self.checked.plan
-            hashed = self.hasher.hash(
+            hashed = self.store.hasher().hash(  # the connection of the thread doing the check
                 batch,
                 {
                     "key": [c.name for c in plan.identifiers],
@@ -78,8 +76,6 @@ class InsiderRecordCheck(RecordCheck):
             )
 
     def finish(self) -> dict[str, Any]:
-        if self.hasher is not None:
-            self.hasher.close()
         if self.job is not None:
             self.job.prevalidated = True
         return {"records_checked": self.rows, "invalid": 0}
