@@ -20,6 +20,7 @@ import pyarrow as pa
 from arrowbulk import (
     ArrowbulkError,
     DryRun,
+    FilterReject,
     JobError,
     RejectWriter,
     RunContext,
@@ -174,6 +175,19 @@ def _duckdb_version() -> str:
     import duckdb  # only for only_changed: its row hashes are DuckDB's
 
     return str(duckdb.__version__)
+
+
+def write_filter_reject(rejects: Any, task_index: int, record: FilterReject) -> None:
+    """A record a filter set aside, as a reject line (stage ``filter``)."""
+    rejects.write(
+        task=task_index,
+        row=record.row,
+        stage="filter",
+        column=record.column,
+        rule=record.rule,
+        message=record.message,
+        record=record.record,
+    )
 
 
 def write_reject(

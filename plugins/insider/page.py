@@ -23,6 +23,7 @@ from arrowbulk.plugins.insider.job import (
     prepare_batch,
     row_label,
     steps,
+    write_filter_reject,
     write_reject,
 )
 from arrowbulk.plugins.insider.validate import Issue, RecordValidator, group_by_row
@@ -305,15 +306,7 @@ class InsiderPage(PageOutput):
     def reject(self, records: list[FilterReject]) -> None:
         """Records a filter set aside: rejected like invalid records (stage ``filter``)."""
         for record in records:
-            self.job.rejects.write(
-                task=self.task_index,
-                row=record.row,
-                stage="filter",
-                column=record.column,
-                rule=record.rule,
-                message=record.message,
-                record=record.record,
-            )
+            write_filter_reject(self.job.rejects, self.task_index, record)
             with self.tally.lock:
                 self.tally.reject(record.reason)
         self.job.reporter.acknowledge(len(records))

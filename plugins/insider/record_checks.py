@@ -22,6 +22,7 @@ from arrowbulk.plugins.insider.job import (
     prepare_batch,
     row_label,
     steps,
+    write_filter_reject,
     write_reject,
 )
 from arrowbulk.plugins.insider.layout import identifier_group, layout
@@ -159,15 +160,7 @@ class InsiderDryRun(RecordCheck):
             if len(entry["examples"]) < EXAMPLES_PER_RULE:
                 entry["examples"].append([row_label(task_index, record.row), record.value])
             if self.dry_run.rejects is not None:
-                self.dry_run.rejects.write(
-                    task=task_index,
-                    row=record.row,
-                    stage="filter",
-                    column=record.column,
-                    rule=record.rule,
-                    message=record.message,
-                    record=record.record,
-                )
+                write_filter_reject(self.dry_run.rejects, task_index, record)
 
     def _sample_requests(self, verdict: Verdict, first_row: int, rows: int) -> None:
         """The first request bodies of the first task, built as the run would build them."""
