@@ -75,6 +75,32 @@ def users(rows: int) -> pa.Table:
     )
 
 
+def wide_users(rows: int) -> pa.Table:
+    """The shape issue 11 measured: each user with a 20-item number list and a 4-item string
+    list beside a few attributes (lists dominate the bytes sent)."""
+    ids_np = np.arange(rows, dtype=np.int64)
+    ids = pa.array(ids_np)
+    numbers = pa.array((np.arange(rows * 20) % 997).astype(np.float64) / 7.0)
+    strings = pc.take(
+        pa.array(["shoes", "books", "games", "travel", "ünicode"]),
+        pa.array(np.arange(rows * 4) % 5),
+    )
+    return pa.table(
+        {
+            "uuid": _text("u-", ids),
+            "email": _text("user", ids, "@example.com"),
+            "name": _pick(NAMES, pa.array(ids_np % len(NAMES))),
+            "country": _pick(["TR", "DE", "US"], pa.array(ids_np % 3)),
+            "scores": pa.ListArray.from_arrays(
+                pa.array(np.arange(0, rows * 20 + 1, 20, dtype=np.int32)), numbers
+            ),
+            "interests": pa.ListArray.from_arrays(
+                pa.array(np.arange(0, rows * 4 + 1, 4, dtype=np.int32)), strings
+            ),
+        }
+    )
+
+
 def crm_users(rows: int) -> pa.Table:
     """The same users as a CRM export writes them: values that normalization must fix.
 

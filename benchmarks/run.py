@@ -44,7 +44,9 @@ def dataset(kind: str, rows: int, values: str = "clean") -> Path:
 
         DATA.mkdir(exist_ok=True)
         if kind == "users":
-            table = data.users(rows) if values == "clean" else data.crm_users(rows)
+            table = {"clean": data.users, "crm": data.crm_users, "wide": data.wide_users}[values](
+                rows
+            )
         else:
             table = data.events(rows)
         pq.write_table(table, path, row_group_size=ROWS_PER_GROUP)
@@ -310,9 +312,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--values",
-        choices=["clean", "crm"],
+        choices=["clean", "crm", "wide"],
         default="clean",
-        help="crm: the users as a CRM writes them (lowercase codes, text dates, yes/no, 0090 phones), which normalization fixes",
+        help="crm: the users as a CRM writes them (lowercase codes, text dates, yes/no, 0090 phones), which normalization fixes; wide: a 20-number and a 4-string list per user (issue 11's shape)",
     )
     parser.add_argument(
         "--changed-only",
@@ -377,7 +379,7 @@ def main() -> None:
                     f"  peak RSS {large:,} rows / {small:,} rows: {peaks[large] / peaks[small]:.2f}x"
                 )
             print(
-                f"  fast encoder vs reference on this data: {check_encoder(dataset(kind, min(args.rows)), kind)}"
+                f"  fast encoder vs reference on this data: {check_encoder(dataset(kind, min(args.rows), args.values), kind)}"
             )
         finally:
             sink.stop()
