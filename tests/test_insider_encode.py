@@ -364,3 +364,19 @@ def test_the_fast_event_encoder_matches_the_reference(start: int, length: int) -
     table = EVENTS.slice(start, length)
     for got, want in zip(fast_events(table), reference_events(table), strict=True):
         assert floats_equal(got, want), (got, want)
+
+
+def test_list_texts_of_a_slice_use_only_the_slice_items() -> None:
+    """Slices of list columns (every chunk of a batch is one) give the same texts as copies."""
+    from arrowbulk.plugins.insider.prepare import json_number_lists, json_string_lists
+
+    numbers = pa.array([[1.5, 2.0], None, [], [3.25], [4.0, 5.0, 6.0]], pa.list_(pa.float64()))
+    strings = pa.array([["a"], ['q"uote'], None, [], ["x", "y"]], pa.list_(pa.string()))
+    for start, length in ((0, 5), (1, 3), (3, 2), (4, 1), (2, 0)):
+        piece_n, piece_s = numbers.slice(start, length), strings.slice(start, length)
+        copy_n = pa.array(piece_n.to_pylist(), piece_n.type)
+        copy_s = pa.array(piece_s.to_pylist(), piece_s.type)
+        assert json_number_lists(piece_n).to_pylist() == json_number_lists(copy_n).to_pylist()
+        assert json_string_lists(piece_s).to_pylist() == json_string_lists(copy_s).to_pylist()
+    assert json_string_lists(strings.slice(1, 1)).to_pylist() == ['["q\\"uote"]']
+    assert json_number_lists(numbers.slice(4, 1)).to_pylist() == ["[4,5,6]"]

@@ -10,6 +10,7 @@ vectorized parser cannot split (see :mod:`arrays`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -200,7 +201,7 @@ def _lists(name: str, values: pa.Array) -> Prepared:
     lists = values if pat.is_integer(item) else number_lists
     return Prepared(
         name,
-        _json_lists(lists, json_numbers(lists.values)),
+        _json_lists(lists, json_numbers),
         number_lists=number_lists,
         errors=_null_items(number_lists),
     )
@@ -260,16 +261,34 @@ def _needs_escaping(values: pa.Array) -> bool:
 
 
 def json_string_lists(lists: pa.ListArray) -> pa.StringArray:
-    return _as_string(join_lists(lists, escape_strings(lists.values), quoted=True))
+    start, items = _own_items(lists)
+    return _as_string(join_lists(lists, escape_strings(items), quoted=True, first_item=start))
 
 
 def json_number_lists(lists: pa.ListArray) -> pa.StringArray:
-    return _json_lists(lists, json_numbers(lists.values))
+    return _json_lists(lists, json_numbers)
 
 
-def _json_lists(lists: pa.ListArray, item_json: pa.StringArray) -> pa.StringArray:
+def _json_lists(
+    lists: pa.ListArray, item_json: Callable[[pa.Array], pa.StringArray]
+) -> pa.StringArray:
     """``[item,item]`` per row from the items' JSON texts; a null list stays null."""
-    return _as_string(join_lists(lists, item_json, quoted=False))
+    start, items = _own_items(lists)
+    return _as_string(join_lists(lists, item_json(items), quoted=False, first_item=start))
+
+
+def _own_items(lists: pa.ListArray) -> tuple[int, pa.Array]:
+    """The items a (sliced) list array's rows use, and where they start in ``lists.values``.
+
+    ``lists.values`` of a slice is the whole child array: converting all of it for every
+    slice cost a 200k-user job of 20-number lists 1.8 s (7 slices, 4.6M numbers each)."""
+    offsets = np.frombuffer(lists.buffers()[1], np.int32)[
+        lists.offset : lists.offset + len(lists) + 1
+    ]
+    if not len(offsets):
+        return 0, lists.values.slice(0, 0)
+    start, end = int(offsets[0]), int(offsets[-1])
+    return start, lists.values.slice(start, end - start)
 
 
 def _as_string(texts: pa.Array) -> pa.StringArray:

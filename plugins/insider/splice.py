@@ -116,12 +116,13 @@ def fixed_rows(slots: Sequence[np.ndarray], rows: int) -> tuple[np.ndarray, np.n
     return index.ravel(), np.arange(0, rows * width + 1, width, dtype=np.int64)
 
 
-def join_lists(lists: pa.ListArray, items: pa.Array, quoted: bool) -> pa.Array:
+def join_lists(lists: pa.ListArray, items: pa.Array, quoted: bool, first_item: int = 0) -> pa.Array:
     """``[a,b]`` per row from the items' JSON texts (``["a","b"]`` when ``quoted``); null stays null.
 
-    ``items`` are texts of ``lists.values`` (all of them: a sliced list's offsets point into
-    the whole values array). A row of n items is 2n + 1 pieces: ``["``, item, ``","``, item,
-    ``"]`` (the brackets, quotes and commas between two items are one piece).
+    ``items`` are texts of ``lists.values`` from position ``first_item`` on (a sliced list's
+    offsets point into the whole values array; only the slice's own items need texts). A row
+    of n items is 2n + 1 pieces: ``["``, item, ``","``, item, ``"]`` (the brackets, quotes
+    and commas between two items are one piece).
     """
     constants = _LIST_CONSTANTS
     rows = len(lists)
@@ -146,7 +147,7 @@ def join_lists(lists: pa.ListArray, items: pa.Array, quoted: bool) -> pa.Array:
         firsts = np.repeat(np.cumsum(lengths) - lengths, lengths)
         position = np.arange(total, dtype=np.int64) - firsts  # each item's place in its row
         slot = np.repeat(first + 1, lengths) + 2 * position
-        taken = base + np.repeat(offsets[:-1], lengths) + position
+        taken = base + np.repeat(offsets[:-1] - first_item, lengths) + position
         if items.null_count:  # a null item adds nothing (such a record is refused anyway)
             taken[~items.is_valid().to_numpy(zero_copy_only=False)[taken - base]] = NOTHING
         index[slot] = taken
