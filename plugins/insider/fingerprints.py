@@ -147,7 +147,10 @@ class FingerprintStore:
             keys.append(table.column("key").to_numpy())
             values.append(table.column("value").to_numpy())
             self.delta_rows += table.num_rows
-        self.keys, self.values = _newest(np.concatenate(keys), np.concatenate(values))
+        if len(keys) == 1:  # the base alone: written sorted, one row per key
+            self.keys, self.values = keys[0], values[0]
+        else:
+            self.keys, self.values = _newest(np.concatenate(keys), np.concatenate(values))
         self._loaded = True
 
     def _delta_paths(self, generation: int) -> list[Path]:
