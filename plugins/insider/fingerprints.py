@@ -26,6 +26,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,13 @@ MAX_DELTA_SHARE = 0.1
 _GENERATION_KEY = b"arrowbulk.generation"
 
 
+@dataclass(frozen=True)
+class Hashed:
+    keys: np.ndarray  # every row's key
+    changed: np.ndarray  # per row: does the user differ from what Insider holds?
+    values: np.ndarray  # the fingerprints of the changed rows
+
+
 class FingerprintStore:
     """The base file (sorted by key) plus the deltas of its generation, merged in memory.
 
@@ -114,6 +122,7 @@ class FingerprintStore:
         self._seen: list[np.ndarray] = []
         self._acknowledged: list[pa.Table] = []
         self._local = threading.local()  # one DuckDB connection per thread, for all its tasks
+        self._chunks: dict[tuple[int, int, int], Hashed] = {}
         self._hashers: list[RowHasher] = []
         if full:
             self.note = "--full: every user sent; the store is rewritten from this run"
@@ -177,6 +186,24 @@ class FingerprintStore:
         )
         return same
 
+    def remember(self, chunk: tuple[int, int, int], hashed: Hashed) -> None:
+        """The check before sending hashed this chunk (task, first row, rows): the send pass
+        reads the same rows (the replayable contract, on which skipping the second validation
+        already relies) and takes the result instead of hashing again."""
+        with self._lock:
+            self._chunks[chunk] = hashed
+
+    def recall(self, chunk: tuple[int, int, int]) -> Hashed | None:
+        with self._lock:
+            return self._chunks.pop(chunk, None)
+
+    def hashed(self, batch: pa.RecordBatch, identifiers: list[str], columns: list[str]) -> Hashed:
+        """A chunk's keys, which users changed, and the fingerprints of those."""
+        hashes = self.hasher().hash(batch, {"key": identifiers, "value": columns})
+        keys, values = hashes["key"], hashes["value"]
+        changed = ~self.unchanged(keys, values)
+        return Hashed(keys, changed, values[changed])
+
     def hasher(self) -> RowHasher:
         """This thread's row hasher (a DuckDB connection costs ~0.1 s: one per thread)."""
         hasher: RowHasher | None = getattr(self._local, "hasher", None)
@@ -189,6 +216,7 @@ class FingerprintStore:
     def close(self) -> None:
         with self._lock:
             hashers, self._hashers = self._hashers, []
+            self._chunks.clear()
         for hasher in hashers:
             hasher.close()
 
@@ -343,7 +371,6 @@ class TaskChanges:
     def __init__(self, store: FingerprintStore, identifiers: list[str], columns: list[str]) -> None:
         self.store = store
         self.identifiers, self.columns = identifiers, columns
-        self.hasher = store.hasher()
         self.unchanged = 0
         self._lock = threading.Lock()
         # rows that changed (to be sent), with their key, fingerprint and identifier columns
@@ -356,18 +383,21 @@ class TaskChanges:
         self._refused: set[int] = set()  # rows the server refused
         self._closed = False
 
-    def select(self, batch: pa.RecordBatch, rows: np.ndarray) -> np.ndarray:
+    def select(
+        self, batch: pa.RecordBatch, rows: np.ndarray, chunk: tuple[int, int, int]
+    ) -> np.ndarray:
         """Per row of a chunk (``rows``: their positions in the task): did the user change?"""
-        hashed = self.hasher.hash(batch, {"key": self.identifiers, "value": self.columns})
-        keys, values = hashed["key"], hashed["value"]
+        hashed = self.store.recall(chunk) or self.store.hashed(
+            batch, self.identifiers, self.columns
+        )
+        keys, changed = hashed.keys, hashed.changed
         self.store.seen(keys)  # every user of the source, valid or not, is still there
-        changed = ~self.store.unchanged(keys, values)
         mask = pa.array(changed)
         with self._lock:
             self.unchanged += int(len(changed) - changed.sum())
             self._rows.append(rows[changed])
             self._keys.append(keys[changed])
-            self._values.append(values[changed])
+            self._values.append(hashed.values)
             self._identities.append(
                 pa.Table.from_batches([batch.select(self.identifiers)]).filter(mask)
             )

@@ -93,7 +93,8 @@ class InsiderPage(PageOutput):
         positions = np.arange(first_row, self.rows, dtype=np.int64)
         batch = source
         if self.changes is not None:
-            changed = self.changes.select(source, positions)
+            chunk = (self.task_index, first_row, source.num_rows)
+            changed = self.changes.select(source, positions, chunk)
             if not changed.all():
                 # Insider holds these users as they are: settled, nothing to prepare or send.
                 self.job.reporter.acknowledge(int(len(changed) - changed.sum()))

@@ -52,15 +52,11 @@ class InsiderRecordCheck(RecordCheck):
         positions = _rows(first_row, batch)
         if self.store is not None:
             plan = self.checked.plan
-            hashed = self.store.hasher().hash(  # the connection of the thread doing the check
-                batch,
-                {
-                    "key": [c.name for c in plan.identifiers],
-                    "value": [c.name for c in plan.columns],
-                },
+            hashed = self.store.hashed(
+                batch, [c.name for c in plan.identifiers], [c.name for c in plan.columns]
             )
-            changed = ~self.store.unchanged(hashed["key"], hashed["value"])
-            batch, positions = batch.filter(pa.array(changed)), positions[changed]
+            self.store.remember((task_index, first_row, batch.num_rows), hashed)
+            batch, positions = batch.filter(pa.array(hashed.changed)), positions[hashed.changed]
         prepared, _ = prepare_batch(self.checked, batch)
         verdict = self.validator.validate(prepared, batch.num_rows)
         if verdict.issues:
