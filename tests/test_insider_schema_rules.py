@@ -101,6 +101,12 @@ def test_compiled_checks_and_jsonschema_agree(table: pa.Table) -> None:
     fast = verdict.valid.to_pylist()
     slow = [jsonschema_verdict(row, plan) for row in table.to_pylist()]
     assert fast == slow, (table.to_pylist(), verdict.issues)
+    # The check before sending prepares without JSON texts: the same verdict, same messages.
+    check_only = RecordValidator(plan, task, SPEC).validate(
+        prepare_columns(plan, table.to_batches()[0], check_only=True), table.num_rows
+    )
+    assert check_only.valid.to_pylist() == fast
+    assert check_only.issues == verdict.issues
 
 
 def test_every_column_rule_of_the_default_spec_compiles() -> None:

@@ -112,6 +112,8 @@ class Encoder:
     # -- encoding ----------------------------------------------------------------------------
 
     def encode(self, prepared: Mapping[str, Prepared], rows: int) -> pa.Array:
+        if any(p.text_of is not None for p in prepared.values()):
+            raise AssertionError("a check-only column reached the encoder: it has no JSON text")
         truth: dict[Bit, Truth] = {}
         self._evaluate(self.root, prepared, truth)
         gaps = {

@@ -154,17 +154,20 @@ def check_job(config: Mapping[str, Any], schema: pa.Schema, context: RunContext)
     return Checked(task, plan_columns(normalizer.schema, task, spec), normalizer, context.dry_run)
 
 
-def prepare_columns(plan: Plan, batch: pa.RecordBatch) -> dict[str, Prepared]:
+def prepare_columns(
+    plan: Plan, batch: pa.RecordBatch, check_only: bool = False
+) -> dict[str, Prepared]:
     """Each planned column prepared as it is (no normalization)."""
-    return {c.name: prepare(c, batch.column(c.name)) for c in plan.columns}
+    return {c.name: prepare(c, batch.column(c.name), check_only) for c in plan.columns}
 
 
 def prepare_batch(
-    checked: Checked, batch: pa.RecordBatch
+    checked: Checked, batch: pa.RecordBatch, check_only: bool = False
 ) -> tuple[dict[str, Prepared], dict[str, ColumnChanges]]:
-    """The batch normalized, then each column prepared; with what normalization changed."""
+    """The batch normalized, then each column prepared; with what normalization changed.
+    ``check_only``: for validation alone (the encoder refuses such columns)."""
     normalized = checked.normalizer.apply(batch)
-    prepared = prepare_columns(checked.plan, normalized.batch)
+    prepared = prepare_columns(checked.plan, normalized.batch, check_only)
     for name, changes in normalized.changes.items():
         if changes.errors is not None:
             prepared[name] = prepared[name].with_errors(changes.errors, "boolean")

@@ -11,7 +11,7 @@ vectorized parser cannot split (see :mod:`arrays`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -72,6 +72,9 @@ class Prepared:
     errors: pa.StringArray | None = None  # why a value could not be read (a record error)
     error_rule: str = "array"  # the rule named when ``errors`` holds a row's reason
     integral: bool = False  # numbers came from an integer column
+    #: Check-only columns (the record check before sending): ``text`` is then the typed values
+    #: (their validity is the presence), and this makes the JSON text, for messages only.
+    text_of: Callable[[], pa.StringArray] | None = field(default=None, compare=False)
 
     def present(self) -> pa.BooleanArray:
         """Rows where the column has a value to send."""
@@ -113,15 +116,18 @@ class Prepared:
     @cached_property
     def json(self) -> pa.StringArray:
         """Each value's whole JSON text (for messages and the rare checks that parse it)."""
+        text = self.text_of() if self.text_of is not None else self.text
         if self.quoted is False:
-            return self.text
-        quoted = pc.binary_join_element_wise('"', self.text, '"', "")
+            return text
+        quoted = pc.binary_join_element_wise('"', text, '"', "")
         if self.quoted is True:
             return quoted
-        return pc.if_else(pa.array(self.quoted), quoted, self.text)
+        return pc.if_else(pa.array(self.quoted), quoted, text)
 
 
-def prepare(column: ColumnPlan, values: pa.Array) -> Prepared:
+def prepare(column: ColumnPlan, values: pa.Array, check_only: bool = False) -> Prepared:
+    """A column's JSON texts and typed values; ``check_only``: the typed values alone where
+    the texts cost most (numbers, lists), for a check that sends nothing."""
     if pat.is_dictionary(values.type):
         values = values.dictionary_decode()
     kind = column.kind
@@ -133,23 +139,31 @@ def prepare(column: ColumnPlan, values: pa.Array) -> Prepared:
     if kind is Kind.BOOLEAN:
         return Prepared(column.name, values.cast(pa.string()), booleans=values)
     if kind in {Kind.INTEGER, Kind.NUMBER}:
-        return _numbers(column.name, values, integral=kind is Kind.INTEGER)
+        return _numbers(column.name, values, kind is Kind.INTEGER, check_only)
     if kind is Kind.TIMESTAMP:
         strings = rfc3339(values)
         return Prepared(column.name, escape_strings(strings), True, strings=strings)
-    return _lists(column.name, values)
+    return _lists(column.name, values, check_only)
 
 
-def _numbers(name: str, values: pa.Array, integral: bool) -> Prepared:
+def _numbers(name: str, values: pa.Array, integral: bool, check_only: bool) -> Prepared:
     # The doubles are only for checks (bounds, integrality); the text sent is exact, so
     # integers past 2**53 and decimals keep every digit.
     numbers = values.cast(pa.float64(), safe=False)
-    text = values.cast(pa.string())
+    finite = None
     if not integral:
         finite = pc.is_finite(numbers)  # NaN and infinities mean "no value", like null
         numbers = pc.if_else(finite, numbers, pa.scalar(None, pa.float64()))
-        text = pc.if_else(finite, text, pa.scalar(None, pa.string()))
-    return Prepared(name, text, numbers=numbers, integral=integral)
+
+    def text() -> pa.StringArray:
+        digits = values.cast(pa.string())
+        if finite is None:
+            return digits
+        return pc.if_else(finite, digits, pa.scalar(None, pa.string()))
+
+    if check_only:
+        return Prepared(name, numbers, numbers=numbers, integral=integral, text_of=text)
+    return Prepared(name, text(), numbers=numbers, integral=integral)
 
 
 def _text_or_array(name: str, strings: pa.Array) -> Prepared:
@@ -184,7 +198,7 @@ def _text_or_array(name: str, strings: pa.Array) -> Prepared:
     )
 
 
-def _lists(name: str, values: pa.Array) -> Prepared:
+def _lists(name: str, values: pa.Array, check_only: bool) -> Prepared:
     if pat.is_large_list(values.type) or pat.is_fixed_size_list(values.type):
         values = values.cast(pa.list_(values.type.value_type))
     item = values.type.value_type
@@ -193,12 +207,28 @@ def _lists(name: str, values: pa.Array) -> Prepared:
         item = item.value_type
     if pat.is_string(item) or pat.is_large_string(item):
         lists = values.cast(STRING_LIST)
+        if check_only:
+            return Prepared(
+                name,
+                lists,
+                string_lists=lists,
+                errors=_null_items(lists),
+                text_of=lambda: json_string_lists(lists),
+            )
         return Prepared(
             name, json_string_lists(lists), string_lists=lists, errors=_null_items(lists)
         )
     # Integers are sent as their own digits (exact past 2**53); the doubles are for checks.
     number_lists = values.cast(NUMBER_LIST, safe=False)
     lists = values if pat.is_integer(item) else number_lists
+    if check_only:
+        return Prepared(
+            name,
+            number_lists,
+            number_lists=number_lists,
+            errors=_null_items(number_lists),
+            text_of=lambda: _json_lists(lists, json_numbers),
+        )
     return Prepared(
         name,
         _json_lists(lists, json_numbers),

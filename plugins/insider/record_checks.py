@@ -57,7 +57,7 @@ class InsiderRecordCheck(RecordCheck):
             )
             self.store.remember((task_index, first_row, batch.num_rows), hashed)
             batch, positions = batch.filter(pa.array(hashed.changed)), positions[hashed.changed]
-        prepared, _ = prepare_batch(self.checked, batch)
+        prepared, _ = prepare_batch(self.checked, batch, check_only=True)
         verdict = self.validator.validate(prepared, batch.num_rows)
         if verdict.issues:
             failures = verdict.by_row()[0]
