@@ -52,19 +52,13 @@ def write_job(folder: Path, url: str, **out: Any) -> Path:
     return path
 
 
+#: The job in folder, in a process of its own (a test kills one with SIGKILL).
+RUN = [sys.executable, "-m", "arrowbulk.cli", "run", "job.yml", "--no-progress"]
+
+
 def run(folder: Path, *args: str) -> tuple[int, dict[str, Any], str]:
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "arrowbulk.cli",
-            "run",
-            "job.yml",
-            "--no-progress",
-            "--summary-json",
-            "s.json",
-            *args,
-        ],
+        [*RUN, "--summary-json", "s.json", *args],
         cwd=folder,
         capture_output=True,
         text=True,
@@ -128,16 +122,7 @@ def test_a_crash_never_hides_a_change(tmp_path: Path) -> None:
         sandbox.set_faults(delay_seconds=0.1)
         before = sum(sent(sandbox).values())
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "arrowbulk.cli",
-                "run",
-                "job.yml",
-                "--no-progress",
-                "--resume",
-                "day2.json",
-            ],
+            [*RUN, "--resume", "day2.json"],
             cwd=tmp_path,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
