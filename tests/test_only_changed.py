@@ -243,3 +243,25 @@ def test_the_store_adds_small_changes_as_deltas_and_merges_them(tmp_path: Path) 
     stale = tmp_path / "fp.parquet.g1.delta-0.parquet"
     pq.write_table(pa.table({"key": pa.array(keys[:1]), "value": pa.array([np.uint64(99)])}), stale)
     assert FingerprintStore(path, scope, full=False).unchanged(keys, values).all()
+
+
+def test_lookups_by_bucket_agree_with_a_binary_search(tmp_path: Path) -> None:
+    import numpy as np
+
+    from arrowbulk.plugins.insider.fingerprints import FingerprintStore
+
+    rng = np.random.default_rng(7)
+    for keys in (
+        rng.integers(0, 2**63, 50_000, dtype=np.int64).astype(np.uint64) * np.uint64(2),
+        np.arange(50_000, dtype=np.uint64),  # all in one bucket: the binary search takes over
+    ):
+        keys = np.unique(keys)
+        values = rng.integers(0, 2**63, len(keys), dtype=np.int64).astype(np.uint64)
+        store = FingerprintStore(tmp_path / "none.parquet", {}, full=False)
+        store.keys, store.values, store._index = keys, values, None
+        asked = np.concatenate([rng.choice(keys, 5000), keys[:10] + np.uint64(1)])
+        told = values[np.searchsorted(keys, asked).clip(0, len(keys) - 1)].copy()
+        told[::7] += np.uint64(1)  # some changed
+        expected = store._unchanged_by_search(asked, told)
+        assert (store.unchanged(asked, told) == expected).all()
+        assert expected.any() and not expected.all()

@@ -92,6 +92,10 @@ MAX_DELTA_SHARE = 0.1
 
 _GENERATION_KEY = b"arrowbulk.generation"
 
+#: Keys are bucketed by their top bits for lookups (2**20 buckets: 8 MB; ~2 keys each at 2M).
+_BUCKET_BITS = 20
+_MAX_BUCKET = 64
+
 
 @dataclass(frozen=True)
 class Hashed:
@@ -123,6 +127,7 @@ class FingerprintStore:
         self._acknowledged: list[pa.Table] = []
         self._local = threading.local()  # one DuckDB connection per thread, for all its tasks
         self._chunks: dict[tuple[int, int, int], Hashed] = {}
+        self._index: tuple[np.ndarray, int] | None = None  # buckets of keys, built once
         self._hashers: list[RowHasher] = []
         if full:
             self.note = "--full: every user sent; the store is rewritten from this run"
@@ -175,6 +180,27 @@ class FingerprintStore:
         """Per user: is the object the same as the one Insider last acknowledged?"""
         if not len(self.keys):
             return np.zeros(len(keys), dtype=bool)
+        starts, widest = self._buckets()
+        if widest > _MAX_BUCKET:  # keys far from uniform: a binary search instead
+            return self._unchanged_by_search(keys, values)
+        # Keys are hashes, uniform: their top bits name a bucket of a few sorted keys; a
+        # vectorized probe through the widest bucket finds each key (half a binary search's
+        # time on 2M keys).
+        bucket = (keys >> np.uint64(64 - _BUCKET_BITS)).astype(np.intp)
+        first, end = starts[bucket], starts[bucket + 1]
+        found = np.full(len(keys), -1, dtype=np.intp)
+        for step in range(widest):
+            position = first + step
+            inside = position < end
+            if not inside.any():
+                break
+            position = np.where(inside, position, 0)
+            found = np.where(inside & (self.keys[position] == keys), position, found)
+        known = found >= 0
+        same: np.ndarray = known & (self.values[np.where(known, found, 0)] == values)
+        return same
+
+    def _unchanged_by_search(self, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
         # Searching in key order is twice as fast: the lookups walk the store once.
         order = np.argsort(keys)
         position = np.empty(len(keys), dtype=np.intp)
@@ -185,6 +211,16 @@ class FingerprintStore:
             inside & (self.keys[position] == keys) & (self.values[position] == values)
         )
         return same
+
+    def _buckets(self) -> tuple[np.ndarray, int]:
+        """Where each bucket of keys (by their top bits) starts, and the widest bucket."""
+        with self._lock:
+            if self._index is None:
+                edges = np.arange(2**_BUCKET_BITS, dtype=np.uint64) << np.uint64(64 - _BUCKET_BITS)
+                starts = np.append(np.searchsorted(self.keys, edges), len(self.keys))
+                starts = starts.astype(np.intp)
+                self._index = (starts, int(np.diff(starts).max()))
+            return self._index
 
     def remember(self, chunk: tuple[int, int, int], hashed: Hashed) -> None:
         """The check before sending hashed this chunk (task, first row, rows): the send pass
