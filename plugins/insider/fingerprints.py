@@ -6,13 +6,12 @@ receives (the fingerprint), computed by DuckDB over each Arrow chunk before any 
 an unchanged user costs a hash and a lookup, not normalization, validation and encoding. The
 object sent is a function of those values and of the settings in the store's scope (partner,
 endpoint, operation, normalization, the columns, and the arrowbulk and DuckDB versions: an
-upgrade sends everyone once, never hides a change). The store is a Parquet file of (key,
-fingerprint, identifier columns) sorted by key, read once per job into two numpy arrays; each
-chunk's lookup is a vectorized binary search. Fingerprints are written
-only for users the API acknowledged (never for a rejected or unanswered one), at the end of
-the job, whether it succeeded or not; a crash (nothing written) makes the next run send again,
-so no change can be hidden. The store remembers its scope (partner, operation, the columns
-sent): another scope starts empty, and says so.
+upgrade sends everyone once, never hides a change; another scope starts empty, and says so).
+The store is a Parquet base of (key, fingerprint, identifier columns) sorted by key, plus small
+delta files, read once per job into two numpy arrays; each chunk's lookup probes buckets of
+keys. Fingerprints are written only for users the API acknowledged (never for a rejected or
+unanswered one), at the end of the job, whether it succeeded or not; a crash (nothing
+written) makes the next run send again, so no change can be hidden.
 
 Users in the store that a complete run (not incremental, not resumed, successful) did not see
 are *removed*: counted, written to ``removed_file`` (their identifiers, one JSON object per
@@ -21,7 +20,6 @@ line, for a follow-up DELETE job) and dropped from the store. Nothing is deleted
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 import threading
@@ -35,9 +33,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from arrowbulk import JobError
-
-log = logging.getLogger(__name__)
+from arrowbulk import JobError, __version__
+from arrowbulk.plugins.insider.columns import Plan
+from arrowbulk.plugins.insider.config import InsiderTask
 
 _SCOPE_KEY = b"arrowbulk.scope"
 
@@ -112,8 +110,17 @@ class FingerprintStore:
     steps is ignored rather than read over newer fingerprints.
     """
 
-    def __init__(self, path: Path, scope: Mapping[str, Any], full: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        scope: Mapping[str, Any],
+        full: bool,
+        identifiers: list[str] | None = None,
+        columns: list[str] | None = None,
+    ) -> None:
         self.path, self.scope = path, dict(scope)
+        # What a row's key and fingerprint hash: its identifier columns, and all its columns.
+        self.identifiers, self.columns = identifiers or [], columns or []
         self.note: str | None = None
         self.keys = np.zeros(0, np.uint64)
         self.values = np.zeros(0, np.uint64)
@@ -169,12 +176,8 @@ class FingerprintStore:
 
     def _delta_paths(self, generation: int) -> list[Path]:
         prefix = f"{self.path.name}.g{generation}.delta-"
-        found = [p for p in self.path.parent.glob(f"{prefix}*.parquet")]
+        found = self.path.parent.glob(f"{prefix}*.parquet")
         return sorted(found, key=lambda p: int(p.name[len(prefix) : -len(".parquet")]))
-
-    @property
-    def size(self) -> int:
-        return len(self.keys)
 
     def unchanged(self, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Per user: is the object the same as the one Insider last acknowledged?"""
@@ -233,9 +236,9 @@ class FingerprintStore:
         with self._lock:
             return self._chunks.pop(chunk, None)
 
-    def hashed(self, batch: pa.RecordBatch, identifiers: list[str], columns: list[str]) -> Hashed:
+    def hashed(self, batch: pa.RecordBatch) -> Hashed:
         """A chunk's keys, which users changed, and the fingerprints of those."""
-        hashes = self.hasher().hash(batch, {"key": identifiers, "value": columns})
+        hashes = self.hasher().hash(batch, {"key": self.identifiers, "value": self.columns})
         keys, values = hashes["key"], hashes["value"]
         changed = ~self.unchanged(keys, values)
         return Hashed(keys, changed, values[changed])
@@ -371,20 +374,21 @@ class FingerprintStore:
             Path(name).unlink(missing_ok=True)
 
 
-def _newest(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique keys with the value of each key's last occurrence (later files win)."""
+def _newest_positions(keys: np.ndarray) -> np.ndarray:
+    """Positions of each key's last occurrence, in key order (later files and rows win)."""
     order = np.argsort(keys, kind="stable")
     ordered = keys[order]
-    last = np.append(ordered[1:] != ordered[:-1], True)
-    return ordered[last], values[order[last]]
+    last: np.ndarray = order[np.append(ordered[1:] != ordered[:-1], True)]
+    return last
+
+
+def _newest(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    positions = _newest_positions(keys)
+    return keys[positions], values[positions]
 
 
 def _sorted_newest(table: pa.Table) -> pa.Table:
-    keys = table.column("key").to_numpy()
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
-    last = np.append(ordered[1:] != ordered[:-1], True)
-    return table.take(pa.array(order[last]))
+    return table.take(pa.array(_newest_positions(table.column("key").to_numpy())))
 
 
 def _write_removed(identifiers: pa.Table, path: Path) -> None:
@@ -401,12 +405,37 @@ def _describe(scope: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(scope.items())) or "none"
 
 
+def open_store(task: InsiderTask, plan: Plan, full: bool) -> FingerprintStore | None:
+    """The job's store when ``only_changed`` is on. Its scope holds everything that decides the
+    object sent besides the row's values (an upgrade of arrowbulk or DuckDB starts it afresh)."""
+    if task.fingerprint_file is None:
+        return None
+    import duckdb  # its row hashes are the fingerprints
+
+    scope = {
+        "partner": task.partner_name,
+        "endpoint": task.endpoint,
+        "operation": task.operation.value,
+        "columns": [f"{c.name}: {c.kind.value}" for c in plan.columns],
+        "custom_identifiers": list(task.custom_identifiers),
+        "normalize": repr(task.normalize),
+        "drop_invalid_values": task.drop_invalid_values,
+        "versions": f"arrowbulk {__version__}, duckdb {duckdb.__version__}",
+    }
+    return FingerprintStore(
+        task.fingerprint_file,
+        scope,
+        full,
+        [c.name for c in plan.identifiers],
+        [c.name for c in plan.columns],
+    )
+
+
 class TaskChanges:
     """One task's part of ``only_changed``: which rows to send, and which Insider took."""
 
-    def __init__(self, store: FingerprintStore, identifiers: list[str], columns: list[str]) -> None:
+    def __init__(self, store: FingerprintStore) -> None:
         self.store = store
-        self.identifiers, self.columns = identifiers, columns
         self.unchanged = 0
         self._lock = threading.Lock()
         # rows that changed (to be sent), with their key, fingerprint and identifier columns
@@ -423,9 +452,7 @@ class TaskChanges:
         self, batch: pa.RecordBatch, rows: np.ndarray, chunk: tuple[int, int, int]
     ) -> np.ndarray:
         """Per row of a chunk (``rows``: their positions in the task): did the user change?"""
-        hashed = self.store.recall(chunk) or self.store.hashed(
-            batch, self.identifiers, self.columns
-        )
+        hashed = self.store.recall(chunk) or self.store.hashed(batch)
         keys, changed = hashed.keys, hashed.changed
         self.store.seen(keys)  # every user of the source, valid or not, is still there
         mask = pa.array(changed)
@@ -435,7 +462,7 @@ class TaskChanges:
             self._keys.append(keys[changed])
             self._values.append(hashed.values)
             self._identities.append(
-                pa.Table.from_batches([batch.select(self.identifiers)]).filter(mask)
+                pa.Table.from_batches([batch.select(self.store.identifiers)]).filter(mask)
             )
         return changed
 

@@ -24,14 +24,13 @@ from arrowbulk import (
     JobError,
     RejectWriter,
     RunContext,
-    __version__,
     check_writable_folder,
 )
 from arrowbulk.plugins.insider.columns import Plan, plan_columns, role_of
 from arrowbulk.plugins.insider.config import InsiderTask, resolve
 from arrowbulk.plugins.insider.delivery import Delivery
 from arrowbulk.plugins.insider.encode import Encoder
-from arrowbulk.plugins.insider.fingerprints import FingerprintStore
+from arrowbulk.plugins.insider.fingerprints import open_store
 from arrowbulk.plugins.insider.layout import identifier_group, layout
 from arrowbulk.plugins.insider.normalize import ColumnChanges, Normalizer, rule_of
 from arrowbulk.plugins.insider.operations import Takes
@@ -81,21 +80,7 @@ class InsiderJob:
         self.key_encoder = (
             Encoder(identifier_group(plan)) if plan.operation.spec.takes is Takes.EVENTS else None
         )
-        # only_changed: the store. Its scope holds everything that decides the object sent
-        # besides the row's values (an upgrade of arrowbulk or DuckDB starts it afresh).
-        self.store: FingerprintStore | None = None
-        if task.fingerprint_file is not None:
-            scope = {
-                "partner": task.partner_name,
-                "endpoint": task.endpoint,
-                "operation": task.operation.value,
-                "columns": [f"{c.name}: {c.kind.value}" for c in plan.columns],
-                "custom_identifiers": list(task.custom_identifiers),
-                "normalize": repr(task.normalize),
-                "drop_invalid_values": task.drop_invalid_values,
-                "versions": f"arrowbulk {__version__}, duckdb {_duckdb_version()}",
-            }
-            self.store = FingerprintStore(task.fingerprint_file, scope, context.full_refresh)
+        self.store = open_store(task, plan, context.full_refresh)  # only_changed
         self.rejects = RejectWriter(task.reject_file, task.run_id)
         self.delivery = Delivery(task, self.rejects, context.reporter)
         context.reporter.status(self.delivery.waiting_on)
@@ -172,12 +157,6 @@ def prepare_batch(
         if changes.errors is not None:
             prepared[name] = prepared[name].with_errors(changes.errors, "boolean")
     return prepared, normalized.changes
-
-
-def _duckdb_version() -> str:
-    import duckdb  # only for only_changed: its row hashes are DuckDB's
-
-    return str(duckdb.__version__)
 
 
 def write_filter_reject(rejects: Any, task_index: int, record: FilterReject) -> None:

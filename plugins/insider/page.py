@@ -56,15 +56,7 @@ class InsiderPage(PageOutput):
         self.lock = threading.Lock()
         self.recent_lock = threading.Lock()
         self.watermark = Watermark(tracked=False)
-        self.changes = (
-            TaskChanges(
-                job.store,
-                [c.name for c in self.plan.identifiers],
-                [c.name for c in self.plan.columns],
-            )
-            if job.store is not None
-            else None
-        )
+        self.changes = TaskChanges(job.store) if job.store is not None else None
         self._recent: dict[int, pa.RecordBatch] = {}  # chunk's first row -> its source rows
         self._progress: Callable[[int, int], None] | None = None
         with job.pages_lock:
@@ -100,6 +92,11 @@ class InsiderPage(PageOutput):
                 self.job.reporter.acknowledge(int(len(changed) - changed.sum()))
                 batch, positions = source.filter(pa.array(changed)), positions[changed]
         rows = batch.num_rows
+        if not rows:  # every user unchanged: nothing to prepare, the rows are settled
+            with self.lock:
+                self._send([], queued_through=queued_through)
+            self._report_progress()
+            return
         prepared, changes = prepare_batch(self.job.checked, batch)
         for name, change in changes.items():
             self.normalized[name] = self.normalized.get(name, 0) + change.changed
@@ -242,6 +239,7 @@ class InsiderPage(PageOutput):
         self._await_answers()
         self._report_progress()
         self.job.delivery.raise_if_failed()
+        self._hand_over_fingerprints()
         return self._report()
 
     def abort(self) -> TaskReport:
@@ -256,17 +254,20 @@ class InsiderPage(PageOutput):
                 late,
             )
         self._report_progress()
+        self._hand_over_fingerprints()  # users Insider took before the failure need not go again
         return self._report()
 
     def close(self) -> None:
         with self.job.pages_lock:
             self.job.pages.discard(self)
 
-    def _report(self) -> TaskReport:
-        unchanged = 0
+    def _hand_over_fingerprints(self) -> None:
+        """only_changed: the fingerprints of the users Insider acknowledged, to the store."""
         if self.changes is not None:
-            self.changes.close()  # the fingerprints of what Insider acknowledged, to the store
-            unchanged = self.changes.unchanged
+            self.changes.close()
+
+    def _report(self) -> TaskReport:
+        unchanged = self.changes.unchanged if self.changes is not None else 0
         with self.tally.lock:
             return TaskReport(
                 # Users Insider already holds as they are count as accepted, and are counted.

@@ -7,6 +7,7 @@ record against every rule, the table of rules, normalization's changes, the requ
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,7 +33,20 @@ from arrowbulk.plugins.insider.spec import load_spec
 from arrowbulk.plugins.insider.validate import Issue, RecordValidator, Verdict
 
 
-class InsiderRecordCheck(RecordCheck):
+class _ByStep(RecordCheck):
+    """A check that takes batches in the steps the pages encode them in (the send pass finds
+    this check's hashes by the same task, first row and row count)."""
+
+    def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
+        for step in steps(batch):
+            self._add_step(step, task_index, first_row)
+            first_row += step.num_rows
+
+    @abstractmethod
+    def _add_step(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None: ...
+
+
+class InsiderRecordCheck(_ByStep):
     """Every record validated before the first request, so a bad last row sends nothing."""
 
     def __init__(self, checked: Checked) -> None:
@@ -42,19 +56,11 @@ class InsiderRecordCheck(RecordCheck):
         # only_changed: users Insider holds as they are were valid when sent; not checked again.
         self.store = self.job.store if self.job is not None else None
 
-    def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
-        for step in steps(batch):
-            self._add_step(step, task_index, first_row)
-            first_row += step.num_rows
-
     def _add_step(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
         self.rows += batch.num_rows
         positions = _rows(first_row, batch)
         if self.store is not None:
-            plan = self.checked.plan
-            hashed = self.store.hashed(
-                batch, [c.name for c in plan.identifiers], [c.name for c in plan.columns]
-            )
+            hashed = self.store.hashed(batch)
             self.store.remember((task_index, first_row, batch.num_rows), hashed)
             batch, positions = batch.filter(pa.array(hashed.changed)), positions[hashed.changed]
         prepared, _ = prepare_batch(self.checked, batch, check_only=True)
@@ -82,7 +88,7 @@ class InsiderRecordCheck(RecordCheck):
 EXAMPLES_PER_RULE = 3
 
 
-class InsiderDryRun(RecordCheck):
+class InsiderDryRun(_ByStep):
     """``arrowbulk validate``: every record against every rule; what would be sent."""
 
     before_sending = False
@@ -99,11 +105,6 @@ class InsiderDryRun(RecordCheck):
         self.dropped: dict[str, int] = {}
         self.requests: list[str] = []
         self.builder: RequestBuilder | None = None
-
-    def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
-        for step in steps(batch):
-            self._add_step(step, task_index, first_row)
-            first_row += step.num_rows
 
     def _add_step(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
         rows = batch.num_rows
