@@ -4,7 +4,7 @@ Plugin authors need only this module: ``hookimpl`` to mark the registration hook
 base classes an input or output implements.
 """
 
-from arrowbulk.arrow_types import children, decode, plain_type
+from arrowbulk.arrow_types import children, decode, plain_type, yes_no
 from arrowbulk.batches import rebatch
 from arrowbulk.cancel import Cancellation, Interrupted
 from arrowbulk.config import checked_secret
@@ -87,4 +87,5 @@ __all__ = [
     "plain_type",
     "rebatch",
     "run",
+    "yes_no",
 ]

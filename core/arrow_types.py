@@ -68,3 +68,19 @@ def children(data_type: pa.DataType) -> list[pa.DataType]:
     if pat.is_struct(data_type) or pat.is_union(data_type):
         return [data_type.field(i).type for i in range(data_type.num_fields)]
     return []
+
+
+#: The texts a yes/no value may be written as (compared trimmed, in any case).
+TRUE_TEXTS = ("true", "yes", "y", "1")
+FALSE_TEXTS = ("false", "no", "n", "0")
+
+
+def yes_no(texts: pa.Array) -> tuple[pa.BooleanArray, pa.BooleanArray]:
+    """Texts read as booleans (``true``/``yes``/``y``/``1`` and their opposites, trimmed, any
+    case), and per row whether a non-null text was none of those (then the boolean is null)."""
+    folded = pc.utf8_lower(pc.utf8_trim_whitespace(texts))
+    truthy = pc.is_in(folded, pa.array(TRUE_TEXTS))
+    falsy = pc.is_in(folded, pa.array(FALSE_TEXTS))
+    unreadable = pc.and_(pc.is_valid(texts), pc.invert(pc.or_(truthy, falsy)))
+    readable = pc.and_(pc.is_valid(texts), pc.invert(unreadable))
+    return pc.if_else(readable, truthy, pa.scalar(None, pa.bool_())), unreadable

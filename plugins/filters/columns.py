@@ -18,11 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-from arrowbulk import ConfigError, FilterPlugin, FilterValueError, SetAside, load_schema
+from arrowbulk import ConfigError, FilterPlugin, FilterValueError, SetAside, load_schema, yes_no
 from arrowbulk.plugins.file.csv_types import named_type
-
-_TRUE = ["true", "yes", "y", "1"]
-_FALSE = ["false", "no", "n", "0"]
 
 
 class ColumnsFilter(FilterPlugin):
@@ -137,11 +134,7 @@ def _cast_all(column: pa.Array, target: pa.DataType, fmt: str | None, text: bool
 
 
 def _booleans(column: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
-    folded = pc.utf8_lower(pc.utf8_trim_whitespace(column))
-    truthy, falsy = pc.is_in(folded, pa.array(_TRUE)), pc.is_in(folded, pa.array(_FALSE))
-    unknown = pc.and_(pc.is_valid(folded), pc.invert(pc.or_(truthy, falsy)))
-    values = pc.if_else(pc.is_valid(folded), truthy, pa.nulls(len(column), pa.bool_()))
+    values, unknown = yes_no(column)
     if not pc.any(unknown).as_py():
         return values, None
-    mask = unknown.to_numpy(zero_copy_only=False)
-    return pc.if_else(unknown, pa.scalar(None, pa.bool_()), values), mask
+    return values, unknown.to_numpy(zero_copy_only=False)

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-from arrowbulk import ConfigError
+from arrowbulk import ConfigError, yes_no
 from arrowbulk.plugins.insider.timetext import rfc3339
 
 #: Examples of changes kept per column and batch (validate --show-changes shows them).
@@ -135,7 +135,12 @@ class Normalizer:
                 for name, rule in rules.items()
                 if rule is not None and _is_text(schema.field(name).type)
             }
-        self.input_schema = schema
+        # Converters are built once (they load phonenumbers, pycountry), not per batch.
+        self.converters = {
+            rule: _CONVERTERS[rule](settings)
+            for rule in set(self.rules.values())
+            if rule in _CONVERTERS
+        }
         self.schema = pa.schema(
             [
                 field.with_type(pa.bool_()) if self.rules.get(field.name) is Rule.BOOLEAN else field
@@ -157,14 +162,14 @@ class Normalizer:
             if rule is Rule.BOOLEAN:
                 columns[index], changes[name] = _booleans(values)
             else:
-                columns[index], changes[name] = _texts(values, rule, self.settings)
+                columns[index], changes[name] = _texts(values, rule, self.converters.get(rule))
         return Normalized(pa.RecordBatch.from_arrays(columns, schema=self.schema), changes)
 
 
 # --- texts to texts ------------------------------------------------------------------------
 
+#: What a value already in form looks like (an email: its trimmed, lowercased self).
 _IN_FORM = {
-    Rule.EMAIL: None,  # tested by comparing with the trimmed, lowercased value
     Rule.PHONE: r"^\+[1-9]\d{6,14}$",
     Rule.COUNTRY: r"^[A-Z]{2}$",
     Rule.CURRENCY: r"^[A-Z]{3}$",
@@ -174,13 +179,13 @@ _IN_FORM = {
 
 
 def _texts(
-    values: pa.StringArray, rule: Rule, settings: Settings
+    values: pa.StringArray, rule: Rule, convert: Callable[[str], str | None] | None
 ) -> tuple[pa.Array, ColumnChanges]:
     if rule is Rule.EMAIL:
         fixed = pc.utf8_lower(pc.utf8_trim_whitespace(values))
         return _counted(values, fixed)
+    assert convert is not None
     pattern = _IN_FORM[rule]
-    assert pattern is not None
     out_of_form = pc.fill_null(pc.invert(pc.match_substring_regex(values, pattern)), False)
     if not pc.any(out_of_form).as_py():
         return values, ColumnChanges()  # the usual case for clean data: one regex pass
@@ -191,7 +196,6 @@ def _texts(
     # Each distinct out-of-form value is worked on once, then taken back to its rows.
     encoded = pc.dictionary_encode(pc.if_else(out_of_form, values, pa.scalar(None, pa.string())))
     uniques: list[str] = encoded.dictionary.to_pylist()
-    convert = _CONVERTERS[rule](settings)
     fixed_uniques = pa.array([convert(u) for u in uniques], pa.string())
     fixed = pc.coalesce(pc.take(fixed_uniques, encoded.indices), values)
     return _counted(values, fixed)
@@ -313,17 +317,9 @@ _CONVERTERS: dict[Rule, Callable[[Settings], Callable[[str], str | None]]] = {
 
 # --- texts to booleans ---------------------------------------------------------------------
 
-_TRUE = ["true", "yes", "y", "1"]
-_FALSE = ["false", "no", "n", "0"]
-
 
 def _booleans(values: pa.StringArray) -> tuple[pa.Array, ColumnChanges]:
-    folded = pc.utf8_lower(pc.utf8_trim_whitespace(values))
-    is_true = pc.is_in(folded, pa.array(_TRUE))
-    is_false = pc.is_in(folded, pa.array(_FALSE))
-    booleans = pc.if_else(is_true, True, pc.if_else(is_false, False, pa.scalar(None, pa.bool_())))
-    booleans = pc.if_else(pc.is_valid(values), booleans, pa.scalar(None, pa.bool_()))
-    unreadable = pc.and_(pc.is_valid(values), pc.is_null(booleans))
+    booleans, unreadable = yes_no(values)
     errors = None
     if pc.any(unreadable).as_py():
         message = pc.binary_join_element_wise(
