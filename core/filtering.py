@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from arrowbulk.errors import JobError
-from arrowbulk.spi import FilterPlugin, FilterReject, FilterValueError, InputPlugin
+from arrowbulk.spi import FilterPlugin, FilterReject, FilterValueError, InputPlugin, SetAside
 
 #: Receives the records filters set aside from one batch, with how many rows were kept before
 #: them in the task (the position the next kept row has in what the output receives).
@@ -91,7 +91,7 @@ class FilteredInput(InputPlugin):
                 except FilterValueError as error:
                     at = error.position if origin is None else int(origin[error.position])
                     raise JobError(
-                        f"{self.describe_task(task_index)}, row {first_row + at}, "
+                        f"{self._where(task_index, first_row, at)}, "
                         f"filter {plugin.type_name}: {error}"
                     ) from None
                 if not batch.schema.equals(expected):
@@ -102,27 +102,10 @@ class FilteredInput(InputPlugin):
                 if aside:
                     if origin is None:
                         origin = np.arange(given.num_rows)  # no row dropped yet: the identity
-                    positions = np.array([a.position for a in aside], dtype=np.int64)
-                    for item, position in zip(aside, positions.tolist(), strict=True):
-                        at = int(origin[position])
-                        rejects.append(
-                            FilterReject(
-                                # -1: an earlier filter dropped rows, so the input row is unknown
-                                row=first_row + at if at >= 0 else -1,
-                                column=item.column,
-                                value=item.value,
-                                rule=item.rule,
-                                message=f"filter {plugin.type_name}, column {item.column}: "
-                                f"{item.value!r} {item.problem}",
-                                # the row as the input read it, or as this filter got it
-                                record=(raw if at >= 0 else given)
-                                .slice(at if at >= 0 else position, 1)
-                                .to_pylist()[0],
-                                where=f"{self.describe_task(task_index)}, "
-                                + (f"row {first_row + at}" if at >= 0 else "a row"),
-                            )
-                        )
-                    origin = np.delete(origin, positions)
+                    rejects += self._rejects(
+                        plugin, aside, origin, raw, given, task_index, first_row
+                    )
+                    origin = np.delete(origin, [item.position for item in aside])
                 elif batch.num_rows != given.num_rows:  # rows dropped (e.g. a WHERE): untraceable
                     origin = _lost(batch)
             if rejects:
@@ -131,6 +114,42 @@ class FilteredInput(InputPlugin):
             first_row += raw.num_rows
             kept += batch.num_rows
             yield batch
+
+    def _rejects(
+        self,
+        plugin: FilterPlugin,
+        aside: list[SetAside],
+        origin: np.ndarray,
+        raw: pa.RecordBatch,
+        given: pa.RecordBatch,
+        task_index: int,
+        first_row: int,
+    ) -> list[FilterReject]:
+        """The rows ``plugin`` set aside, as the output's reject path takes them: each with
+        its input row and the row as the input read it (as the filter got it, when untraceable)."""
+        rejects = []
+        for item in aside:
+            at = int(origin[item.position])
+            record = raw.slice(at, 1) if at >= 0 else given.slice(item.position, 1)
+            rejects.append(
+                FilterReject(
+                    row=first_row + at if at >= 0 else -1,
+                    column=item.column,
+                    value=item.value,
+                    rule=item.rule,
+                    message=f"filter {plugin.type_name}, column {item.column}: "
+                    f"{item.value!r} {item.problem}",
+                    record=record.to_pylist()[0],
+                    where=self._where(task_index, first_row, at),
+                )
+            )
+        return rejects
+
+    def _where(self, task_index: int, first_row: int, at: int) -> str:
+        """Where a row is, for messages; ``at`` -1: an earlier filter dropped rows, so its
+        input row is not known (never guessed)."""
+        row = f"row {first_row + at}" if at >= 0 else "a row (its input row is unknown)"
+        return f"{self.describe_task(task_index)}, {row}"
 
 
 def _lost(batch: pa.RecordBatch) -> np.ndarray:
