@@ -123,12 +123,12 @@ class Tracker:
                     "without a value cannot be placed after the last record (a later run would "
                     "never read it): fill it (COALESCE in the query) or choose another column"
                 )
-        order = pc.sort_indices(batch, sort_keys=[(name, "descending") for name in columns])
-        top = batch.take(order.slice(0, 1))
-        row = tuple(top.column(name)[0].as_py() for name in columns)
-        with self._lock:
-            if self._last is None or row > self._last:
-                self._last = row
+        # The greatest row in column order, without sorting: the greatest first value, then
+        # among the rows holding it the greatest second value, and so on.
+        rows: pa.RecordBatch = batch
+        for name in columns:
+            rows = rows.filter(pc.equal(rows.column(name), pc.max(rows.column(name))))
+        self._offer(tuple(rows.column(name)[0].as_py() for name in columns))
 
     def restore(self, diff: Mapping[str, Any], schema: pa.Schema) -> None:
         """Take in what earlier runs of a resumed job read (a :meth:`diff` they recorded)."""
@@ -137,7 +137,9 @@ class Tracker:
             return
         earlier = Incremental(self.incremental.columns, tuple(values)).typed_last(schema)
         assert earlier is not None
-        row = tuple(value.as_py() for value in earlier)
+        self._offer(tuple(value.as_py() for value in earlier))
+
+    def _offer(self, row: tuple[Any, ...]) -> None:
         with self._lock:
             if self._last is None or row > self._last:
                 self._last = row
