@@ -39,7 +39,7 @@ from arrowbulk.spi import (
     SetAside,
     TaskReport,
 )
-from arrowbulk.writable import check_writable_folder
+from arrowbulk.writable import check_writable_folder, write_atomically
 
 __version__ = "0.1.0"
 
@@ -87,5 +87,6 @@ __all__ = [
     "plain_type",
     "rebatch",
     "run",
+    "write_atomically",
     "yes_no",
 ]

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,12 @@ import yaml
 
 from arrowbulk.cancel import Cancellation
 from arrowbulk.config import PipelineConfig, load_pipeline_file, pipeline_from_mapping
-from arrowbulk.errors import ConfigError
+from arrowbulk.errors import ConfigError, JobError
 from arrowbulk.progress import Progress
 from arrowbulk.registry import Registry, load_registry
 from arrowbulk.runner import Job
 from arrowbulk.summary import JobSummary
+from arrowbulk.writable import write_atomically
 
 #: Wraps the run: given the job's cancellation, e.g. to stop it on signals (the CLI's).
 Around = Callable[[Cancellation], AbstractContextManager[None]]
@@ -130,28 +130,18 @@ def merge_config_diff(pipeline: PipelineConfig, diff: Mapping[str, Any]) -> Pipe
 
 def write_config_diff(path: Path, diff: Mapping[str, Any]) -> None:
     """Atomically: a crash leaves the old diff or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = (
         "# Written by arrowbulk after a successful run; merged into the config by the next\n"
         "# `arrowbulk run JOB.yml -c THIS_FILE`. Delete it to start over.\n"
         + yaml.safe_dump(dict(diff), sort_keys=True, allow_unicode=True)
     )
-    with _temporary_beside(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-
-
-@contextlib.contextmanager
-def _temporary_beside(path: Path) -> Iterator[Path]:
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    temporary = Path(name)
     try:
-        yield temporary
-    finally:
-        temporary.unlink(missing_ok=True)
+        write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    except OSError as error:
+        raise JobError(
+            f"--config-diff: cannot write {path}: {error.strerror or error}; the run succeeded, "
+            "but its diff was not kept: the next run reads the same rows again"
+        ) from None
 
 
 def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:

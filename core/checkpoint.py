@@ -16,18 +16,17 @@ with the holder's process id in it); a failed write stops the job (:class:`State
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from arrowbulk.errors import ConfigError, JobError
+from arrowbulk.writable import write_atomically
 
 VERSION = 2
 
@@ -203,25 +202,8 @@ class Checkpoint:
 
     def _write_locked(self) -> None:
         data = json.dumps(asdict(self.state), indent=1, default=str).encode()
-        temporary: str | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # A unique name per write: two writers (which the lock forbids) or a leftover from a
-            # crash can never make a rename fail or publish another run's half-written file.
-            fd, temporary = tempfile.mkstemp(
-                prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent
-            )
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
-            temporary = None
-            folder = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
+            write_atomically(self.path, lambda temporary: temporary.write_bytes(data))
         except OSError as error:
             self.failed = StateWriteError(
                 f"cannot write the resume state {self.path}: {error.strerror or error} "
@@ -229,10 +211,6 @@ class Checkpoint:
                 "Free space or fix the folder, then rerun with the same --resume"
             )
             raise self.failed from None
-        finally:
-            if temporary is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary)
 
 
 def _load(path: Path) -> State:

@@ -20,8 +20,6 @@ line, for a follow-up DELETE job) and dropped from the store. Nothing is deleted
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from arrowbulk import JobError, __version__
+from arrowbulk import JobError, __version__, write_atomically
 from arrowbulk.plugins.insider.columns import Plan
 from arrowbulk.plugins.insider.config import InsiderTask
 
@@ -349,29 +347,24 @@ class FingerprintStore:
             _SCOPE_KEY: orjson.dumps(self.scope),
             _GENERATION_KEY: str(generation).encode(),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(handle)
+        # Hashes do not compress; identifiers do.
+        compression = {c: "zstd" for c in table.column_names} | {"key": "none", "value": "none"}
         try:
-            # Hashes do not compress; identifiers do.
-            compression = {c: "zstd" for c in table.column_names} | {"key": "none", "value": "none"}
-            pq.write_table(
-                table.replace_schema_metadata(metadata),
-                name,
-                compression=compression,
-                use_dictionary=False,
-                row_group_size=1 << 20,
+            write_atomically(
+                path,
+                lambda temporary: pq.write_table(
+                    table.replace_schema_metadata(metadata),
+                    temporary,
+                    compression=compression,
+                    use_dictionary=False,
+                    row_group_size=1 << 20,
+                ),
             )
-            with open(name, "rb") as written:
-                os.fsync(written.fileno())
-            os.replace(name, path)
         except OSError as error:
             raise JobError(
                 f"out.fingerprint_file: cannot write {path}: {error.strerror or error}; the "
                 "users sent are at Insider, the next run sends them again"
             ) from None
-        finally:
-            Path(name).unlink(missing_ok=True)
 
 
 def _newest_positions(keys: np.ndarray) -> np.ndarray:
