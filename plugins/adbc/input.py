@@ -66,13 +66,24 @@ class AdbcInput(InputPlugin):
 
     def schema(self) -> pa.Schema:
         if self._schema is None:
-            # The result's own schema (SQLite infers types from the first rows: a LIMIT 0
-            # would leave it nothing to infer from); no row is read past the first batch.
             with self._connect() as connection, connection.cursor() as cursor:
-                self._execute(cursor, self.query)
-                raw = cursor.fetch_record_batch().schema
+                raw = self._result_schema(cursor)
             self._schema = pa.schema([_conformed_field(f) for f in raw])
         return self._schema
+
+    def _result_schema(self, cursor: Any) -> pa.Schema:
+        """The query's result schema. PostgreSQL plans the query and says (nothing runs);
+        SQLite infers types from the first rows, so there the query starts and only its first
+        batch is read (a LIMIT 0 would leave it nothing to infer from)."""
+        if self.driver == "postgresql":
+            try:
+                schema: pa.Schema = cursor.adbc_execute_schema(self.query)
+                return schema
+            except Exception as error:  # the driver's own error classes
+                raise ConfigError(f"in.query: the database refused it: {_message(error)}") from None
+        self._execute(cursor, self.query)
+        schema = cursor.fetch_record_batch().schema
+        return schema
 
     def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
         schema = self.schema()
