@@ -43,7 +43,7 @@ from arrowbulk.retry import RejectsInput
 from arrowbulk.runner import Job
 from arrowbulk.secret import scrub, scrub_json
 from arrowbulk.spi import DryRun
-from arrowbulk.summary import JobSummary
+from arrowbulk.summary import JobSummary, aligned
 from arrowbulk.writable import check_writable_folder
 
 log = logging.getLogger("arrowbulk")
@@ -449,11 +449,7 @@ def _render_rows(table: pa.Table, width: int = 24) -> str:
         except (NotJson, pa.ArrowException):
             values = [f"<{column.type}>"] * table.num_rows
         columns.append([cell(v) for v in values])
-    grid = [table.column_names] + [list(row) for row in zip(*columns, strict=True)]
-    widths = [max(len(row[i]) for row in grid) for i in range(len(table.column_names))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in grid
-    )
+    return aligned([table.column_names] + [list(row) for row in zip(*columns, strict=True)])
 
 
 def _validate(args: argparse.Namespace) -> int:

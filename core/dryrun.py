@@ -10,6 +10,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from arrowbulk.summary import aligned
+
 _KNOWN = {
     "records_checked",
     "invalid",
@@ -61,7 +63,7 @@ def _counts(counts: Mapping[str, int]) -> str:
 
 
 def _rule_table(rules: Mapping[str, Mapping[str, Any]]) -> str:
-    rows = [("rule", "records", "meaning", "examples")]
+    rows = [["rule", "records", "meaning", "examples"]]
     for reason, entry in sorted(rules.items(), key=lambda item: (-item[1]["count"], item[0])):
         examples = "; ".join(
             f"{where}: {_show(value)}" for where, value in entry.get("examples", [])[:EXAMPLES]
@@ -69,14 +71,8 @@ def _rule_table(rules: Mapping[str, Mapping[str, Any]]) -> str:
         meaning = entry.get("meaning")
         if isinstance(meaning, list):  # the same rule met by tasks checked in parallel
             meaning = meaning[0]
-        rows.append((reason, f"{entry['count']:,}", str(meaning or ""), examples))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
-        + "  "
-        + row[3]
-        for row in rows
-    ).rstrip()
+        rows.append([reason, f"{entry['count']:,}", str(meaning or ""), examples])
+    return aligned(rows)
 
 
 def _show(value: Any) -> str:

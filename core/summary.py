@@ -111,3 +111,11 @@ def _render_value(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(map(str, value))
     return str(value)
+
+
+def aligned(grid: list[list[str]]) -> str:
+    """Rows of cells as text in aligned columns (two spaces apart, no trailing spaces)."""
+    widths = [max(len(row[i]) for row in grid) for i in range(len(grid[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in grid
+    )
