@@ -59,6 +59,13 @@ def steps(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
         yield batch.slice(start, rows)
 
 
+def encoders(plan: Plan) -> tuple[Encoder, Encoder | None]:
+    """The encoder of a plan's user (or event) objects and, for events only, of each event's
+    user (a request groups a user's events under one object)."""
+    keys = Encoder(identifier_group(plan)) if plan.operation.spec.takes is Takes.EVENTS else None
+    return Encoder(layout(plan)), keys
+
+
 class AgedRequests(Protocol):
     """A page, as the age ticker sees it."""
 
@@ -75,11 +82,7 @@ class InsiderJob:
         self.cancellation = cancellation = context.cancellation
         self.reporter = context.reporter
         self.spec = load_spec()
-        self.encoder = Encoder(layout(plan))
-        # Events only: each event's user (a request groups a user's events under one object).
-        self.key_encoder = (
-            Encoder(identifier_group(plan)) if plan.operation.spec.takes is Takes.EVENTS else None
-        )
+        self.encoder, self.key_encoder = encoders(plan)
         self.store = open_store(task, plan, context.full_refresh)  # only_changed
         self.rejects = RejectWriter(task.reject_file, task.run_id)
         self.delivery = Delivery(task, self.rejects, context.reporter)

@@ -20,14 +20,13 @@ from arrowbulk.plugins.insider.batching import RequestBuilder
 from arrowbulk.plugins.insider.encode import Encoder
 from arrowbulk.plugins.insider.job import (
     Checked,
+    encoders,
     prepare_batch,
     row_label,
     steps,
     write_filter_reject,
     write_reject,
 )
-from arrowbulk.plugins.insider.layout import identifier_group, layout
-from arrowbulk.plugins.insider.operations import Takes
 from arrowbulk.plugins.insider.prepare import Prepared
 from arrowbulk.plugins.insider.spec import load_spec
 from arrowbulk.plugins.insider.validate import Issue, RecordValidator, Verdict
@@ -104,7 +103,8 @@ class InsiderDryRun(_ByStep):
         self.changes: dict[str, list[list[Any]]] = {}
         self.dropped: dict[str, int] = {}
         self.requests: list[str] = []
-        self.builder: RequestBuilder | None = None
+        self.builder: RequestBuilder | None = None  # with the encoders, for --show-requests
+        self.encoders: tuple[Encoder, Encoder | None] | None = None
 
     def _add_step(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
         rows = batch.num_rows
@@ -163,13 +163,11 @@ class InsiderDryRun(_ByStep):
         """The first request bodies of the first task, built as the run would build them."""
         if self.builder is None:
             self.builder = RequestBuilder(self.checked.task)
-        plan = self.checked.plan
-        texts = Encoder(layout(plan)).encode(verdict.prepared, rows)
-        keys = (
-            Encoder(identifier_group(plan)).encode(verdict.prepared, rows)
-            if plan.operation.spec.takes is Takes.EVENTS
-            else None
-        )
+            self.encoders = encoders(self.checked.plan)
+        assert self.encoders is not None
+        encoder, key_encoder = self.encoders
+        texts = encoder.encode(verdict.prepared, rows)
+        keys = key_encoder.encode(verdict.prepared, rows) if key_encoder is not None else None
         valid = verdict.valid
         row_numbers = np.arange(first_row, first_row + rows, dtype=np.int64)
         row_numbers = row_numbers[valid.to_numpy(zero_copy_only=False)]
