@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from arrowbulk.cancel import Cancellation
 from arrowbulk.errors import RecordError
+from arrowbulk.rejects import RejectWriter
 
 ConfigDiff = dict[str, Any]
 
@@ -57,26 +58,7 @@ class DryRun:
     show_requests: int = 0
     show_changes: int = 0
     #: Every invalid record, with all the rules it breaks (``validate --rejects PATH``).
-    rejects: RejectSink | None = None
-
-
-class RejectSink(Protocol):
-    """Where rejected records go: :class:`arrowbulk.RejectWriter` is one."""
-
-    def write(
-        self,
-        *,
-        task: int,
-        row: int,
-        stage: str,
-        rule: str,
-        message: str,
-        record: Any,
-        column: str | None = None,
-        attempt: int = 0,
-        sent: Any = None,
-        failures: list[dict[str, Any]] | None = None,
-    ) -> None: ...
+    rejects: RejectWriter | None = None
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,7 @@ def prepare_batch(
     return prepared, normalized.changes
 
 
-def write_filter_reject(rejects: Any, task_index: int, record: FilterReject) -> None:
+def write_filter_reject(rejects: RejectWriter, task_index: int, record: FilterReject) -> None:
     """A record a filter set aside, as a reject line (stage ``filter``)."""
     rejects.write(
         task=task_index,
@@ -176,7 +176,11 @@ def write_filter_reject(rejects: Any, task_index: int, record: FilterReject) -> 
 
 
 def write_reject(
-    rejects: Any, task_index: int, rows: np.ndarray, batch: pa.RecordBatch, failures: list[Issue]
+    rejects: RejectWriter,
+    task_index: int,
+    rows: np.ndarray,
+    batch: pa.RecordBatch,
+    failures: list[Issue],
 ) -> None:
     """One invalid record (``rows``: each batch row's position in the task): its first
     failure in the line's keys, every failure listed."""
