@@ -219,7 +219,7 @@ def test_the_store_adds_small_changes_as_deltas_and_merges_them(tmp_path: Path) 
 
     def day(values: np.ndarray, users: slice) -> FingerprintStore:
         store = FingerprintStore(path, scope, full=False)
-        store.seen(keys)
+        store.unchanged(keys, values)  # the lookup marks every stored user as seen
         store.acknowledged(
             keys[users], values[users], ids.slice(users.start, users.stop - users.start)
         )
@@ -259,6 +259,7 @@ def test_lookups_by_bucket_agree_with_a_binary_search(tmp_path: Path) -> None:
         values = rng.integers(0, 2**63, len(keys), dtype=np.int64).astype(np.uint64)
         store = FingerprintStore(tmp_path / "none.parquet", {}, full=False)
         store.keys, store.values, store._index = keys, values, None
+        store._seen = np.zeros(len(keys), dtype=bool)
         asked = np.concatenate([rng.choice(keys, 5000), keys[:10] + np.uint64(1)])
         told = values[np.searchsorted(keys, asked).clip(0, len(keys) - 1)].copy()
         told[::7] += np.uint64(1)  # some changed

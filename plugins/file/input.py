@@ -237,7 +237,10 @@ class FileInput(InputPlugin):
         _check_inflation(task, group, columns, self.max_row_group_bytes)
         rows = 0
         for batch in parquet.iter_batches(
-            batch_size=self.batch_size, row_groups=[task.row_group], columns=columns
+            batch_size=self.batch_size,
+            row_groups=[task.row_group],
+            columns=columns,
+            use_threads=False,
         ):
             rows += batch.num_rows
             yield batch

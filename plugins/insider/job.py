@@ -36,7 +36,7 @@ from arrowbulk.plugins.insider.normalize import ColumnChanges, Normalizer, rule_
 from arrowbulk.plugins.insider.operations import Takes
 from arrowbulk.plugins.insider.prepare import Prepared, prepare
 from arrowbulk.plugins.insider.spec import load_spec
-from arrowbulk.plugins.insider.validate import Issue
+from arrowbulk.plugins.insider.validate import Issue, RecordValidator
 
 #: Rows encoded in one step. Larger steps amortise per-call overhead; smaller ones hold less
 #: intermediate data. Measured (attributes benchmark, jemalloc; job seconds for 2M users and
@@ -128,6 +128,9 @@ class Checked:
     task: InsiderTask
     plan: Plan
     normalizer: Normalizer
+    #: Compiled once per job (schemas to Arrow rules, a regex trial each): stateless, shared
+    #: by every task's page and record check.
+    validator: RecordValidator
     dry_run: DryRun | None = None
     job: InsiderJob | None = None
 
@@ -139,7 +142,8 @@ def check_job(config: Mapping[str, Any], schema: pa.Schema, context: RunContext)
     # The plan sees the columns as normalized (a yes/no text column arrives as booleans).
     rules = {name: rule_of(role_of(name, task, spec)[1]) for name in schema.names}
     normalizer = Normalizer(schema, rules, task.normalize)
-    return Checked(task, plan_columns(normalizer.schema, task, spec), normalizer, context.dry_run)
+    plan = plan_columns(normalizer.schema, task, spec)
+    return Checked(task, plan, normalizer, RecordValidator(plan, task, spec), context.dry_run)
 
 
 def prepare_columns(

@@ -26,7 +26,7 @@ from arrowbulk.plugins.insider.job import (
     write_filter_reject,
     write_reject,
 )
-from arrowbulk.plugins.insider.validate import Issue, RecordValidator, group_by_row
+from arrowbulk.plugins.insider.validate import Issue, group_by_row
 from arrowbulk.plugins.insider.watermark import Watermark
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class InsiderPage(PageOutput):
         self.task = job.task
         self.plan = job.plan
         self.task_index = task_index
-        self.validator = RecordValidator(self.plan, self.task, job.spec)
+        self.validator = job.checked.validator
         self.builder = RequestBuilder(self.task)
         self.normalized: dict[str, int] = {}  # values changed, per column
         self.dropped: dict[str, int] = {}  # values left out (on_invalid_value: drop_value)

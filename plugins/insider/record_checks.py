@@ -28,8 +28,7 @@ from arrowbulk.plugins.insider.job import (
     write_reject,
 )
 from arrowbulk.plugins.insider.prepare import Prepared
-from arrowbulk.plugins.insider.spec import load_spec
-from arrowbulk.plugins.insider.validate import Issue, RecordValidator, Verdict
+from arrowbulk.plugins.insider.validate import Issue, Verdict
 
 
 class _ByStep(RecordCheck):
@@ -50,7 +49,7 @@ class InsiderRecordCheck(_ByStep):
 
     def __init__(self, checked: Checked) -> None:
         self.checked, self.job = checked, checked.job
-        self.validator = RecordValidator(checked.plan, checked.task, load_spec())
+        self.validator = checked.validator
         self.rows = 0
         # only_changed: users Insider holds as they are were valid when sent; not checked again.
         self.store = self.job.store if self.job is not None else None
@@ -94,7 +93,7 @@ class InsiderDryRun(_ByStep):
 
     def __init__(self, checked: Checked, dry_run: DryRun) -> None:
         self.checked, self.dry_run = checked, dry_run
-        self.validator = RecordValidator(checked.plan, checked.task, load_spec())
+        self.validator = checked.validator
         self.meanings = {c.name: _meaning(c.schema) for c in checked.plan.columns}
         self.rows = 0
         self.invalid = 0
