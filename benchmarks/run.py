@@ -7,7 +7,9 @@
 Generates deterministic users and events (nulls, unicode, Arrow lists, arrays as text), starts
 a loopback sink that checks every record arrived exactly once, then runs in child processes:
 arrowbulk's USER_ATTRIBUTES and USER_EVENTS exports (validation on) at 200k and 2M rows, and
-the baseline (pandas + json + requests) at 200k rows. Prints rows/s (the job's own time,
+the baseline (pandas + json + requests) at 200k rows; with ``--values wide``, also the
+hand-written ceiling (``ceiling.py``: Arrow-compute bodies, 2 encoder and 2 sender threads, no
+validation) at each size. Prints rows/s (the job's own time,
 median of --repeat runs), the ratio to the baseline, and each child's peak RSS.
 
 arrowbulk's children cannot import pandas (see hide_pandas): it is installed here for the
@@ -131,6 +133,14 @@ def run_child(args: argparse.Namespace) -> None:
 
         started = time.perf_counter()
         rows = baseline.export(args.data, args.url + "/api/user/v1/upsert", events)
+        seconds = time.perf_counter() - started
+    elif args.child == "ceiling":
+        hide_pandas()
+        sys.path.insert(0, str(HERE))
+        import ceiling
+
+        started = time.perf_counter()
+        rows = ceiling.export(args.data, args.url + "/api/user/v1/upsert")
         seconds = time.perf_counter() - started
     else:
         if not args.with_pandas:
@@ -322,7 +332,9 @@ def main() -> None:
         help="only_changed: run each size twice on one fingerprint store, the second time with 1%% of users changed",
     )
     parser.add_argument("--out-extra", default="{}", help=argparse.SUPPRESS)
-    parser.add_argument("--child", choices=["arrowbulk", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=["arrowbulk", "baseline", "ceiling"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--kind", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -354,6 +366,14 @@ def main() -> None:
             peaks = {}
             for rows in args.rows:
                 path = dataset(kind, rows, args.values)
+                ceiling_rate = None
+                if kind == "users" and args.values == "wide":  # the shape the ceiling is for
+                    top = child(kind, "ceiling", path, sink)
+                    ceiling_rate = top["rows"] / top["seconds"]
+                    print(
+                        f"{'ceiling ' + label:<22}{rows:>10,}{ceiling_rate:>12,.0f}"
+                        f"{ceiling_rate / base_rate:>12.1f}x{top['peak_rss_mb']:>9.0f}MB  1"
+                    )
                 runs = [
                     child(
                         kind,
@@ -370,8 +390,9 @@ def main() -> None:
                 rate = statistics.median(r["rows"] / r["seconds"] for r in runs)
                 peaks[rows] = max(r["peak_rss_mb"] for r in runs)
                 rates = ", ".join(f"{r['rows'] / r['seconds']:,.0f}" for r in runs)
+                versus = f" ({rate / ceiling_rate:.2f} of the ceiling)" if ceiling_rate else ""
                 print(
-                    f"{'arrowbulk ' + label:<22}{rows:>10,}{rate:>12,.0f}{rate / base_rate:>12.1f}x{peaks[rows]:>9.0f}MB  {rates}"
+                    f"{'arrowbulk ' + label:<22}{rows:>10,}{rate:>12,.0f}{rate / base_rate:>12.1f}x{peaks[rows]:>9.0f}MB  {rates}{versus}"
                 )
             if len(peaks) > 1:
                 small, large = min(peaks), max(peaks)

@@ -39,10 +39,10 @@ from arrowbulk.plugins.insider.spec import load_spec
 from arrowbulk.plugins.insider.validate import Issue, RecordValidator
 
 #: Rows encoded in one step. Larger steps amortise per-call overhead; smaller ones hold less
-#: intermediate data. Measured (attributes benchmark, jemalloc; job seconds for 2M users and
-#: peak RSS for 200k / 2M): 8192: 14.7 s, 200 / 218 MB; 16384: 12.1 s, 252 / 274 MB;
-#: 32768: 10.8-11.4 s, 300 / 322 MB; 65536: 11.3 s, 375 / 406 MB.
-CHUNK_ROWS = int(os.environ.get("ARROWBULK_INSIDER_CHUNK_ROWS", "32768"))
+#: intermediate data (Arrow's pool keeps what a step freed). Measured (2M users, defaults,
+#: loopback; rows/s and peak RSS, clean / wide-list shape): 16384: 315k / 350k rows/s,
+#: 349 / 351 MB; 24576: 312k / 360k, 371 / 430 MB; 32768: 319k / 363k, 377 / 475 MB.
+CHUNK_ROWS = int(os.environ.get("ARROWBULK_INSIDER_CHUNK_ROWS", "16384"))
 #: ... and at most this many bytes of input per step, for wide rows (long arrays, big texts):
 #: it bounds a step's memory, and keeps its JSON (up to ~6x the input, for escapes) under
 #: the 2 GiB that Arrow's binary arrays address.

@@ -144,15 +144,22 @@ def join_lists(lists: pa.ListArray, items: pa.Array, quoted: bool, first_item: i
     total = int(lengths.sum())
     if total:
         base = pieces.add(items)
-        firsts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-        position = np.arange(total, dtype=np.int64) - firsts  # each item's place in its row
-        slot = np.repeat(first + 1, lengths) + 2 * position
-        taken = base + np.repeat(offsets[:-1] - first_item, lengths) + position
+        # Arrays of one number per item, computed in place and dropped when used: a wide
+        # list column (20 items a row) makes millions of items per step.
+        position = np.arange(total, dtype=np.int64)  # each item's place in its row
+        position -= np.repeat(np.cumsum(lengths) - lengths, lengths)
+        taken = np.repeat(offsets[:-1] - first_item + base, lengths)
+        taken += position
         if items.null_count:  # a null item adds nothing (such a record is refused anyway)
             taken[~items.is_valid().to_numpy(zero_copy_only=False)[taken - base]] = NOTHING
+        slot = np.repeat(first + 1, lengths)
+        slot += 2 * position
         index[slot] = taken
+        del taken
         last = position == np.repeat(lengths - 1, lengths)
-        index[slot + 1] = np.where(last, constants.id(closing), constants.id(between))
+        del position
+        slot += 1
+        index[slot] = np.where(last, constants.id(closing), constants.id(between))
     return pieces.splice(index, row_starts, None if lists.null_count == 0 else valid)
 
 
