@@ -133,16 +133,23 @@ def prepare(column: ColumnPlan, values: pa.Array, check_only: bool = False) -> P
     kind = column.kind
     if kind is Kind.STRING:
         strings = values.cast(pa.string())
+        if check_only:
+            return Prepared(
+                column.name, strings, True, strings=strings, text_of=lambda: escape_strings(strings)
+            )
         return Prepared(column.name, escape_strings(strings), True, strings=strings)
     if kind is Kind.TEXT_OR_ARRAY:
-        return _text_or_array(column.name, values.cast(pa.string()))
+        return _text_or_array(column.name, values.cast(pa.string()), check_only)
     if kind is Kind.BOOLEAN:
         return Prepared(column.name, values.cast(pa.string()), booleans=values)
     if kind in {Kind.INTEGER, Kind.NUMBER}:
         return _numbers(column.name, values, kind is Kind.INTEGER, check_only)
     if kind is Kind.TIMESTAMP:
         strings = rfc3339(values)
-        return Prepared(column.name, escape_strings(strings), True, strings=strings)
+        if pat.is_string(values.type) or pat.is_large_string(values.type):
+            return Prepared(column.name, escape_strings(strings), True, strings=strings)
+        # Made from timestamps or dates: digits, '-', ':', '.', 'T', 'Z'; nothing to escape.
+        return Prepared(column.name, strings, True, strings=strings)
     return _lists(column.name, values, check_only)
 
 
@@ -166,9 +173,13 @@ def _numbers(name: str, values: pa.Array, integral: bool, check_only: bool) -> P
     return Prepared(name, text(), numbers=numbers, integral=integral)
 
 
-def _text_or_array(name: str, strings: pa.Array) -> Prepared:
+def _text_or_array(name: str, strings: pa.Array, check_only: bool = False) -> Prepared:
     maybe = _first_bytes_in(strings, _ARRAY_START)
     if not maybe.any():  # no value can be an array: plain strings, no parsing at all
+        if check_only:
+            return Prepared(
+                name, strings, True, strings=strings, text_of=lambda: escape_strings(strings)
+            )
         return Prepared(name, escape_strings(strings), True, strings=strings)
     where = np.flatnonzero(maybe)
     if len(where) * 2 > len(strings):  # mostly arrays: parse every row, no gather and scatter
@@ -186,15 +197,24 @@ def _text_or_array(name: str, strings: pa.Array) -> Prepared:
         string_lists, number_lists = pc.take(parsed.strings, back), pc.take(parsed.numbers, back)
         errors = pc.take(parsed.errors, back)
     plain = select(pc.invert(is_array), lambda: strings, pa.string())
-    list_json = pc.coalesce(json_string_lists(string_lists), json_number_lists(number_lists))
+
+    def text() -> pa.StringArray:
+        lists = pc.coalesce(json_string_lists(string_lists), json_number_lists(number_lists))
+        return pc.coalesce(lists, escape_strings(plain))
+
+    if check_only:
+        # The texts only for messages; present where a list or a plain string is.
+        present = pc.or_(pc.or_(string_lists.is_valid(), number_lists.is_valid()), plain.is_valid())
+        stand_in = pc.if_else(present, strings, pa.scalar(None, pa.string()))
     return Prepared(
         name,
-        pc.coalesce(list_json, escape_strings(plain)),
+        stand_in if check_only else text(),
         plain.is_valid().to_numpy(zero_copy_only=False),
         strings=plain,
         string_lists=string_lists,
         number_lists=number_lists,
         errors=errors,
+        text_of=text if check_only else None,
     )
 
 
