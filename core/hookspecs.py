@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from arrowbulk.executor import ExecutorPlugin
     from arrowbulk.spi import Command, FilterPlugin, InputPlugin, OutputPlugin
 
 PROJECT_NAME = "arrowbulk"
@@ -44,6 +45,15 @@ def register_filter_plugins(register: Callable[[type[FilterPlugin]], None]) -> N
 
     ``cls`` is a subclass of :class:`arrowbulk.spi.FilterPlugin`; its ``type_name`` is the
     name a config uses in ``filters: [{type: ...}]``.
+    """
+
+
+@hookspec
+def register_executor_plugins(register: Callable[[type[ExecutorPlugin]], None]) -> None:
+    """Fires once, when the host loads plugins; call ``register(cls)`` for each executor.
+
+    ``cls`` is a subclass of :class:`arrowbulk.executor.ExecutorPlugin`; its ``type_name``
+    is the name a config uses under ``exec: {type: ...}``.
     """
 
 

@@ -20,6 +20,7 @@ import pluggy
 
 from arrowbulk import hookspecs
 from arrowbulk.errors import ConfigError
+from arrowbulk.executor import ExecutorPlugin, LocalExecutor
 from arrowbulk.spi import Command, FilterPlugin, InputPlugin, OutputPlugin, PluginBase
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class Registry:
     inputs: dict[str, PluginInfo] = field(default_factory=dict)
     outputs: dict[str, PluginInfo] = field(default_factory=dict)
     filters: dict[str, PluginInfo] = field(default_factory=dict)
+    executors: dict[str, PluginInfo] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     commands: dict[str, Command] = field(default_factory=dict)
 
@@ -65,6 +67,13 @@ class Registry:
 
     def output_class(self, name: str) -> type[OutputPlugin[Any]]:
         return cast(type[OutputPlugin[Any]], self._find(self.outputs, name, "out").cls)
+
+    def executor_class(self, name: str) -> type[ExecutorPlugin]:
+        if name in self.executors:
+            return cast(type[ExecutorPlugin], self.executors[name].cls)
+        known = ", ".join(sorted(self.executors)) or "none"
+        hint = f"; it failed to load: {self.failures[name]}" if name in self.failures else ""
+        raise ConfigError(f"exec.type: no executor named {name!r} (installed: {known}){hint}")
 
     def filter_class(self, name: str, where: str) -> type[FilterPlugin]:
         if name in self.filters:
@@ -91,12 +100,18 @@ class Registry:
             {**self.inputs, cls.type_name: info},
             dict(self.outputs),
             dict(self.filters),
+            dict(self.executors),
             dict(self.failures),
             dict(self.commands),
         )
 
     def as_json(self) -> list[dict[str, Any]]:
-        tables = [*self.inputs.values(), *self.filters.values(), *self.outputs.values()]
+        tables = [
+            *self.inputs.values(),
+            *self.filters.values(),
+            *self.outputs.values(),
+            *self.executors.values(),
+        ]
         rows = [info.as_json() for info in tables]
         rows += [
             {"kind": "failed", "name": name, "error": error}
@@ -172,7 +187,18 @@ def load_registry(only: set[str] | None = None, extra: Sequence[object] = ()) ->
         "register_filter_plugins",
         register_into(registry.filters, "filter", FilterPlugin),
     )
+    _call_guarded(
+        manager,
+        registry,
+        "register_executor_plugins",
+        register_into(registry.executors, "executor", ExecutorPlugin),
+    )
     _call_guarded(manager, registry, "register_commands", register_command)
+    # The host's own threads: always there, whatever entry points load.
+    registry.executors.setdefault(
+        LocalExecutor.type_name,
+        PluginInfo("executor", LocalExecutor.type_name, LocalExecutor, "", "arrowbulk", None),
+    )
     return registry
 
 
@@ -192,7 +218,7 @@ def _register_guarded(
         log.warning(
             "plugin %r registers nothing: no function marked @hookimpl with a hook's name "
             "(register_input_plugins, register_filter_plugins, register_output_plugins, "
-            "register_commands)",
+            "register_executor_plugins, register_commands)",
             name,
         )
         registry.failures[name] = "registers nothing (no @hookimpl with a hook's name)"

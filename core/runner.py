@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +26,19 @@ from arrowbulk.cancel import Cancellation, Interrupted
 from arrowbulk.checkpoint import Checkpoint, StateLock
 from arrowbulk.config import PipelineConfig, validate_section
 from arrowbulk.errors import ArrowbulkError, ConfigError, JobError, RecordError, SchemaError
-from arrowbulk.filtering import FilteredInput, OnReject
+from arrowbulk.executor import (
+    ExecutorPlugin,
+    Fed,
+    Plugins,
+    RemoteTask,
+    TaskBoard,
+    TaskCancelled,
+    TaskOutcome,
+    feed,
+    pack,
+    read_task,
+)
+from arrowbulk.filtering import FilteredInput
 from arrowbulk.incremental import Incremental, IncrementalInput
 from arrowbulk.lifecycle import TaskScope
 from arrowbulk.progress import Progress
@@ -51,10 +63,6 @@ log = logging.getLogger(__name__)
 COMMIT_THREADS = 64
 
 
-class TaskCancelled(JobError):
-    """Another task failed; this one stopped at its next batch."""
-
-
 @dataclass(frozen=True)
 class Validation:
     """What ``arrowbulk validate`` found, with nothing sent."""
@@ -76,7 +84,13 @@ class Job:
         resume: Path | None = None,
         full_refresh: bool = False,
     ) -> None:
-        exec_config = validate_section("exec", pipeline.exec, load_schema("core", "exec.json"))
+        executor_type = pipeline.exec.get("type", "local")
+        if not isinstance(executor_type, str):
+            raise ConfigError("exec.type: must be the name of an executor (local, dask)")
+        executor_cls = registry.executor_class(executor_type)
+        exec_config = validate_section(
+            "exec", pipeline.exec, exec_schema(executor_cls.config_schema())
+        )
         self.progress = progress or Progress()
         self.context = RunContext(
             run_id or uuid.uuid4().hex[:12],
@@ -85,6 +99,7 @@ class Job:
             self.progress,
             full_refresh=full_refresh,
             reads_everything=resume is None and not pipeline.input.get("incremental"),
+            executor=executor_cls.type_name,
         )
         self.input_type: str = pipeline.input["type"]
         self.output_type: str = pipeline.output["type"]
@@ -118,6 +133,25 @@ class Job:
             self.input = FilteredInput(self.raw_input, self.filters)
         self.output: OutputPlugin[Any] = output_cls()
         self.resume = resume
+        self.executor: ExecutorPlugin = executor_cls(exec_config, self.context)
+        if not self.executor.in_process:
+            self._check_remote(pipeline)
+
+    def _check_remote(self, pipeline: PipelineConfig) -> None:
+        """What the task level cannot do away from this process yet, refused by name."""
+        kind = self.executor.type_name
+        if self.resume is not None:
+            raise ConfigError(f"--resume: not with exec.type {kind} yet; run with exec.type local")
+        if self.incremental is not None:
+            raise ConfigError(
+                f"in.incremental: not with exec.type {kind} yet (the last record is tracked "
+                "in this process); run with exec.type local"
+            )
+        if not self.input.replayable:
+            raise ConfigError(
+                f"in.type {self.input_type}: its rows are spooled in this process and cannot "
+                f"be read by {kind} workers yet; use a file input, or exec.type local"
+            )
 
     def schema(self) -> pa.Schema:
         """The input's schema, refused when two columns share a name (a CSV header
@@ -262,6 +296,7 @@ class Job:
                 spool.remove()
             if lock is not None:
                 lock.release()
+            self.executor.close()
         return summary
 
     def _why_stopped(self, error: BaseException) -> BaseException:
@@ -308,6 +343,8 @@ class _TaskControl:
     def run(self, task: Any) -> list[TaskReport]:
         self.task = task
         self._record_check(task)
+        if not self.job.executor.in_process:
+            return self._run_remote(task)
         threads = max(1, min(self.job.max_threads, self.task_count))
         # Two pools: ``max_threads`` threads feed tasks (the CPU work); committing, which may
         # only wait (for a destination's answers), happens beside them, so a thread moves on to
@@ -324,6 +361,47 @@ class _TaskControl:
             first_error = _first_error(futures)
         if first_error is not None:
             raise first_error
+        return self.committed_reports()
+
+    def _run_remote(self, task: Any) -> list[TaskReport]:
+        """Every task on the executor's workers; their outcomes accounted here as they end."""
+        job = self.job
+        filters = [(type(f), c) for f, c in zip(job.filters, job.filter_configs, strict=True)]
+        errors: list[BaseException] = []
+
+        payload = pack(
+            Plugins(type(job.raw_input), job.input_config, filters, type(job.output), task)
+        )
+
+        def work(board: TaskBoard) -> RemoteTask:
+            return RemoteTask(
+                payload,
+                self.schema,
+                self.context.run_id,
+                self.context.base_dir,
+                self.cancellation.grace_seconds,
+                job.executor.type_name,
+                board,
+            )
+
+        def on_outcome(outcome: TaskOutcome) -> None:
+            read = outcome.rows + outcome.aside + outcome.earlier
+            self._count_read(read)
+            self.reports[outcome.index] = outcome.report
+            if outcome.earlier:
+                outcome.report.details["rows_settled_before_a_retry"] = outcome.earlier
+            if outcome.error is None:
+                self.committed[outcome.index] = True
+                return
+            errors.append(outcome.error)
+            self.cancellation.cancel(outcome.error)
+
+        job.executor.run(work, self.task_count, on_outcome)
+        first = next((e for e in errors if not isinstance(e, TaskCancelled)), None)
+        if first is not None or errors:
+            raise first or errors[0]
+        if self.cancellation.is_cancelled():
+            raise self.cancellation.reason or JobError("the job is stopping")
         return self.committed_reports()
 
     def details(self, figures: Mapping[str, Any]) -> None:
@@ -387,8 +465,7 @@ class _TaskControl:
         The host owns the task's lifetime across both: any error aborts it (abort unless
         committed) and close is always called, in :class:`TaskScope`.
         """
-        rows = [0]  # rows handed to the output so far; read by the error path too
-        aside = [0]  # rows filters set aside, handed to the output's reject path
+        fed = Fed()  # rows handed to the output so far; read by the error path too
         skip = 0
         if self.checkpoint is not None:
             state = self.checkpoint.task(index)
@@ -406,25 +483,14 @@ class _TaskControl:
                 scope.page.track(lambda settled, in_doubt: self._track(index, settled, in_doubt))
                 if skip:
                     scope.page.skip(skip)
-            page = scope.page
-
-            def set_aside(records: list[FilterReject], kept_before: int) -> None:
-                if kept_before < skip:
-                    return  # before the settled rows: an earlier run rejected them already
-                self._count_read(len(records))
-                aside[0] += len(records)
-                page.reject(records)
-
-            for batch in self._batches(index, rows, skip, set_aside):
-                page.add(batch)
-            page.finish()
+            feed(scope.page, self.source, index, skip, fed, self.cancellation, self._count_read)
         except BaseException as error:
-            self._fail_task(scope, error, index, rows[0] + aside[0])
+            self._fail_task(scope, error, index, fed.rows + fed.aside)
             raise
         assert self._commit_pool is not None
         with self._lock:
             self._commit_futures.append(
-                self._commit_pool.submit(self._commit_task, scope, index, rows[0], skip, aside[0])
+                self._commit_pool.submit(self._commit_task, scope, index, fed.rows, skip, fed.aside)
             )
 
     def _commit_task(self, scope: TaskScope, index: int, rows: int, skip: int, aside: int) -> None:
@@ -467,27 +533,21 @@ class _TaskControl:
             self.cancellation.cancel(error)
             raise
 
-    def _batches(
-        self, index: int, rows: list[int], skip: int, on_reject: OnReject
-    ) -> Iterator[pa.RecordBatch]:
-        for batch in _skip_rows(read_task(self.source, index, on_reject), skip):
-            if self.cancellation.is_cancelled():
-                raise TaskCancelled(f"task {index} stopped: the job is stopping")
-            rows[0] += batch.num_rows
-            self._count_read(batch.num_rows)
-            yield batch
-
     def _count_read(self, rows: int) -> None:
         with self._lock:
             self.rows_read += rows
         self.job.progress.add(rows)
 
 
-def read_task(source: InputPlugin, index: int, on_reject: OnReject) -> Iterator[pa.RecordBatch]:
-    """A task's batches; rows filters set aside go to ``on_reject``."""
-    if isinstance(source, FilteredInput):
-        return source.read_rows(index, on_reject)
-    return source.read(index)
+def exec_schema(executor_schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``exec:`` section's schema: the host's keys, ``type`` and the executor's own."""
+    host = load_schema("core", "exec.json")
+    properties = {
+        **host["properties"],
+        "type": {"type": "string", "description": "the executor: local (default) or dask"},
+        **executor_schema.get("properties", {}),
+    }
+    return {**host, "properties": properties, "required": executor_schema.get("required", [])}
 
 
 def check_column_names(schema: pa.Schema, input_type: str) -> None:
@@ -608,16 +668,6 @@ class ParallelCheck:
                     self.reasons.append(error.reason or "invalid record")
                 return
             first_row += batch.num_rows
-
-
-def _skip_rows(batches: Iterator[pa.RecordBatch], skip: int) -> Iterator[pa.RecordBatch]:
-    """Drop the first ``skip`` rows (settled by an earlier run)."""
-    for batch in batches:
-        if skip >= batch.num_rows:
-            skip -= batch.num_rows
-            continue
-        yield batch.slice(skip) if skip else batch
-        skip = 0
 
 
 def _first_error(futures: list[Future[None]]) -> BaseException | None:

@@ -82,6 +82,13 @@ class RunContext:
     #: skips what an earlier run settled): an output may conclude that a row it does not see
     #: is gone from the source.
     reads_everything: bool = True
+    #: The executor running the tasks (``local``: this process's threads; ``dask``: a
+    #: cluster's workers, where each task runs with a context of its own).
+    executor: str = "local"
+    #: The part of each job-wide rate limit one task may use now: 1 in this process; on a
+    #: cluster, the share the client hands each running task (it changes as tasks end and
+    #: workers come and go). An output with a rate limit multiplies its limit by it.
+    share_of_limits: Callable[[], float] = field(default=lambda: 1.0, compare=False)
 
     def resolve(self, path: str) -> Path:
         """A config path, made absolute against the config file's folder."""
@@ -366,6 +373,18 @@ class OutputPlugin(PluginBase, Generic[TaskT]):
     @abstractmethod
     def open(self, task: TaskT, schema: pa.Schema, task_index: int) -> PageOutput:
         """Start task ``task_index`` and return the writer its batches go to."""
+
+    def open_remote(
+        self, task: TaskT, schema: pa.Schema, task_index: int, context: RunContext
+    ) -> PageOutput:
+        """``open`` on an executor's worker (``exec: {type: dask}``), in a new plugin object,
+        with the worker's own ``context`` (its cancellation, ``share_of_limits``). ``task``
+        came by value (pickled): what ``transaction`` kept on it that cannot travel (threads,
+        connections, open files) must be left out of its pickled state and made here. A
+        ``skip(rows)`` that follows carries rows an attempt on a lost worker settled: count
+        them in the task's report if the output can (else they count unsent).
+        Default: ``open`` (fine for a task object that is plain data)."""
+        return self.open(task, schema, task_index)
 
     def resume_identity(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The config keys a resume must not change (default: all; secrets never included)."""

@@ -91,6 +91,8 @@ def merge_detail(old: Any, new: Any) -> Any:
     """Combine two tasks' detail values: numbers add, mappings merge, the rest collects."""
     if old is None:
         return new
+    if new is None:
+        return old  # one task had nothing to say (no reject file of its own, say)
     if isinstance(old, bool) or isinstance(new, bool):
         return new
     if isinstance(old, int | float) and isinstance(new, int | float):

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 
 from arrowbulk.config import pipeline_from_mapping
+from arrowbulk.executor import ExecutorPlugin
 from arrowbulk.hookspecs import hookimpl
 from arrowbulk.registry import Registry, load_registry
 from arrowbulk.runner import Job
@@ -137,6 +138,12 @@ class _Hooks:
     def register_output_plugins(self, register: Any) -> None:
         for cls in self.classes:
             if issubclass(cls, OutputPlugin):
+                register(cls)
+
+    @hookimpl(tryfirst=True)
+    def register_executor_plugins(self, register: Any) -> None:
+        for cls in self.classes:
+            if issubclass(cls, ExecutorPlugin):
                 register(cls)
 
 

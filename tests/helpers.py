@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import yaml
@@ -62,3 +62,68 @@ def write_insider_job(folder: Path, url: str, data: str, **out: Any) -> Path:
 
 def bodies(sandbox, path: str = "/api/user/v1/upsert") -> list[dict[str, Any]]:
     return [r["body"] for r in sandbox.requests if r["path"] == path and "body" in r]
+
+
+# --- Executors ---
+
+
+_BOARDS: dict[int, MemoryBoard] = {}
+
+
+def _board(key: int) -> MemoryBoard:
+    return _BOARDS[key]
+
+
+class MemoryBoard:
+    """A TaskBoard in this process's memory (what a cluster keeps in its scheduler); shipped
+    tasks find the same board again (it pickles as a reference)."""
+
+    def __init__(self) -> None:
+        self.marks: dict[int, int] = {}
+        self.published: list[tuple[int, int]] = []
+        _BOARDS[id(self)] = self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_board, (id(self),))
+
+    def attach(self) -> None:
+        pass
+
+    def settled(self, task_index: int) -> int:
+        return self.marks.get(task_index, 0)
+
+    def publish(self, task_index: int, settled: int) -> None:
+        self.marks[task_index] = settled
+        self.published.append((task_index, settled))
+
+    def share(self) -> float:
+        return 1.0
+
+    def stopping(self) -> BaseException | None:
+        return None
+
+
+def pickling_executor() -> type:
+    """An executor that ships each task through cloudpickle and runs it here, one by one:
+    the remote path (task objects by value, open_remote, the board) without a cluster."""
+    import cloudpickle
+
+    from arrowbulk.executor import ExecutorPlugin, TaskBoard
+
+    class PicklingExecutor(ExecutorPlugin):
+        type_name = "pickling"
+        boards: ClassVar[list[MemoryBoard]] = []
+
+        @classmethod
+        def config_schema(cls) -> dict[str, Any]:
+            return {"type": "object", "properties": {"lose_first_attempt_of": {"type": "integer"}}}
+
+        def run(self, work: Any, task_count: int, on_outcome: Any) -> None:
+            board = MemoryBoard()
+            PicklingExecutor.boards.append(board)
+            shipped = cloudpickle.dumps(work(board))  # type: ignore[arg-type]
+            for index in range(task_count):
+                on_outcome(cloudpickle.loads(shipped)(index))
+
+    TaskBoard.register(MemoryBoard)
+    return PicklingExecutor

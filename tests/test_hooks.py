@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from arrowbulk import (
@@ -23,7 +24,10 @@ from arrowbulk import (
     hookspecs,
 )
 from arrowbulk.cli import build_parser
+from arrowbulk.config import pipeline_from_mapping
+from arrowbulk.errors import ConfigError
 from arrowbulk.registry import load_registry
+from arrowbulk.runner import Job
 
 
 class EchoInput(InputPlugin):
@@ -116,6 +120,35 @@ def test_register_filter_plugins() -> None:
     assert {"kind": "filter", "name": "passthrough"}.items() <= next(
         row for row in registry.as_json() if row["name"] == "passthrough"
     ).items()
+
+
+def test_register_executor_plugins(tmp_path: Path) -> None:
+    from helpers import pickling_executor
+
+    executor = pickling_executor()
+
+    class Executors:
+        @hookimpl
+        def register_executor_plugins(self, register: Callable[[type], None]) -> None:
+            register(executor)
+
+    registry = load_registry(extra=[Executors()])
+    assert registry.executor_class("pickling") is executor
+    assert "local" in registry.executors  # the host's own, always there
+    with pytest.raises(ConfigError, match=r"exec\.type: no executor named 'nope'"):
+        registry.executor_class("nope")
+    # A job on it: every task shipped by value and run, its report back in the summary.
+    data = tmp_path / "data.parquet"
+    pq.write_table(pa.table({"x": list(range(10))}), data, row_group_size=3)
+    config = {
+        "in": {"type": "file", "path": str(data)},
+        "out": {"type": "null"},
+        "exec": {"type": "pickling"},
+    }
+    summary = Job(pipeline_from_mapping(config, tmp_path), registry).run()
+    assert summary.status == "success", summary.error
+    assert summary.rows_read == 10 and summary.tasks_committed == 4
+    assert set(executor.boards[-1].marks) == {0, 1, 2, 3}  # each task published its mark
 
 
 def test_register_commands() -> None:

@@ -65,6 +65,10 @@ class EndpointError(JobError):
 AnswerCheck = Callable[[Answer], str | None]
 
 
+#: How often a task on a cluster asks for its share of the job's rate limits.
+SHARE_SECONDS = 0.5
+
+
 class RateLimiter:
     """A token bucket shared by all threads, pacing requests to ``per_minute``, that backs off
     when the API says it is over its quota.
@@ -76,8 +80,14 @@ class RateLimiter:
     below the configured limit is found and held without storms of 429s.
     """
 
-    def __init__(self, per_minute: int) -> None:
-        self.ceiling = per_minute / 60.0
+    def __init__(self, per_minute: int, share: Callable[[], float] | None = None) -> None:
+        # On an executor's cluster each task gets a share of the job's limit (``share``,
+        # asked again every SHARE_SECONDS): together the tasks stay within it.
+        self.per_second = per_minute / 60.0
+        self.share_of = share
+        self.share = share() if share is not None else 1.0
+        self.next_share = time.monotonic() + SHARE_SECONDS
+        self.ceiling = self.per_second * self.share
         self.rate = self.ceiling
         self.tokens = self._capacity()
         self.updated = self.last_cut = time.monotonic()
@@ -89,6 +99,7 @@ class RateLimiter:
         return max(1.0, self.rate / 10)
 
     def acquire(self, stop: threading.Event) -> None:
+        self._follow_share()
         while True:
             with self.lock:
                 now = time.monotonic()
@@ -108,6 +119,17 @@ class RateLimiter:
             finally:
                 with self.lock:
                     self.waiting -= 1
+
+    def _follow_share(self) -> None:
+        if self.share_of is None or time.monotonic() < self.next_share:
+            return
+        share = self.share_of()  # outside the lock: it may ask the cluster
+        with self.lock:
+            self.next_share = time.monotonic() + SHARE_SECONDS
+            if share != self.share:
+                self.rate = min(self.per_second * share, self.rate * share / self.share)
+                self.share, self.ceiling = share, self.per_second * share
+                self.tokens = min(self.tokens, self._capacity())
 
     def answered(self, over_quota: bool) -> None:
         """An answer came: a 429 (send slower than the API just accepted) or any other."""

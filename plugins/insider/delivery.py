@@ -49,14 +49,19 @@ OnReject = Callable[[int, str, str, bytes, int], None]
 
 class Delivery:
     def __init__(
-        self, task: InsiderTask, rejects: RejectWriter, reporter: Reporter | None = None
+        self,
+        task: InsiderTask,
+        rejects: RejectWriter,
+        reporter: Reporter | None = None,
+        share: Callable[[], float] | None = None,
     ) -> None:
         self.task = task
         self.rejects = rejects
         self.reporter = reporter or Reporter()
         self.stop = threading.Event()
         self.budget = RetryBudget(task.retry_budget)
-        self.client = InsiderClient(task, RateLimiter(task.rate_per_minute), self.budget, self.stop)
+        limiter = RateLimiter(task.rate_per_minute, share)
+        self.client = InsiderClient(task, limiter, self.budget, self.stop)
         self.window = AdaptiveWindow(task.max_in_flight, task.max_bytes_in_flight)
         self._pool = ThreadPoolExecutor(task.max_in_flight, thread_name_prefix="arrowbulk-insider")
         self._fatal: ArrowbulkError | None = None

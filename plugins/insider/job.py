@@ -12,9 +12,11 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from arrowbulk import (
@@ -25,6 +27,7 @@ from arrowbulk import (
     RejectWriter,
     RunContext,
     check_writable_folder,
+    write_atomically,
 )
 from arrowbulk.plugins.insider.columns import Plan, plan_columns, role_of
 from arrowbulk.plugins.insider.config import InsiderTask, resolve
@@ -75,8 +78,13 @@ class AgedRequests(Protocol):
 class InsiderJob:
     """What the tasks of one job share."""
 
-    def __init__(self, checked: Checked, context: RunContext) -> None:
+    def __init__(
+        self, checked: Checked, context: RunContext, reject_path: Path | None = None
+    ) -> None:
         self.checked = checked
+        #: Made by open_remote on an executor's worker: one task's job there, its rejects in
+        #: a part file the client merges (see :func:`merge_reject_parts`).
+        self.remote = reject_path is not None
         self.task = task = checked.task
         self.plan = plan = checked.plan
         self.cancellation = cancellation = context.cancellation
@@ -84,8 +92,9 @@ class InsiderJob:
         self.spec = load_spec()
         self.encoder, self.key_encoder = encoders(plan)
         self.store = open_store(task, plan, context.full_refresh)  # only_changed
-        self.rejects = RejectWriter(task.reject_file, task.run_id)
-        self.delivery = Delivery(task, self.rejects, context.reporter)
+        self.rejects = RejectWriter(reject_path or task.reject_file, task.run_id)
+        share = context.share_of_limits if self.remote else None
+        self.delivery = Delivery(task, self.rejects, context.reporter, share)
         context.reporter.status(self.delivery.waiting_on)
         # The host stops the job (a signal, a failed state write, another task's error): stop
         # starting requests at once; those in flight are awaited until the deadline.
@@ -133,6 +142,11 @@ class Checked:
     validator: RecordValidator
     dry_run: DryRun | None = None
     job: InsiderJob | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The job (threads, connections, open files) stays in the process that made it; a
+        # task opened on an executor's worker makes its own (InsiderOutput.open_remote).
+        return {**self.__dict__, "job": None}
 
 
 def check_job(config: Mapping[str, Any], schema: pa.Schema, context: RunContext) -> Checked:
@@ -212,3 +226,57 @@ def nonempty(**figures: dict[str, int]) -> dict[str, dict[str, int]]:
 
 def row_label(task_index: int, row: int) -> str:
     return f"row {row}" + (f" of task {task_index}" if task_index else "")
+
+
+def reject_part(path: Path, task_index: int) -> Path:
+    """Where task ``task_index`` writes its rejects on an executor's worker."""
+    return path.with_name(f"{path.name}.task-{task_index:05d}")
+
+
+def merge_reject_parts(path: Path, task_count: int) -> None:
+    """Append the tasks' reject parts to the job's reject file, in task order, and remove
+    them (a part of a lost attempt holds only rows its retry skipped: see
+    :func:`earlier_attempt`)."""
+    parts = [part for i in range(task_count) if (part := reject_part(path, i)).exists()]
+    if not parts:
+        return
+    try:
+        with path.open("ab") as merged:
+            for part in parts:
+                merged.write(part.read_bytes())
+            merged.flush()
+            os.fsync(merged.fileno())
+    except OSError as error:
+        raise JobError(
+            f"out.reject_file: cannot add the workers' rejects to {path}: "
+            f"{error.strerror or error}; they are in {parts[0].name} and its siblings"
+        ) from None
+    for part in parts:
+        part.unlink(missing_ok=True)
+
+
+def earlier_attempt(part: Path, rows: int) -> dict[str, int]:
+    """The rejects, by reason, of the first ``rows`` rows of a task an attempt on a lost
+    worker settled; its lines for later rows (the retry does them again) are removed.
+
+    Its lines below the watermark were made durable before the watermark moved past them."""
+    if not part.exists():
+        return {}
+    kept: list[bytes] = []
+    reasons: dict[str, int] = {}
+    for line in part.read_bytes().splitlines():
+        try:
+            entry = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # the last line, cut by the worker's death: its row is above the mark
+        if not isinstance(entry, dict) or entry.get("row", -1) >= rows:
+            continue
+        kept.append(line)
+        stage, column, rule = entry.get("stage"), entry.get("column"), str(entry.get("rule"))
+        if stage == "value":
+            continue  # a value left out of a user that was sent: not a rejected record
+        reason = f"{column}: {rule}" if column and stage in {"validation", "filter"} else rule
+        reasons[reason] = reasons.get(reason, 0) + 1
+    text = b"".join(line + b"\n" for line in kept)
+    write_atomically(part, lambda temporary: temporary.write_bytes(text))
+    return reasons

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from arrowbulk import (
+    ConfigError,
     Control,
     JobError,
     OutputPlugin,
@@ -33,8 +34,10 @@ from arrowbulk.plugins.insider.job import (  # noqa: F401
     Checked,
     InsiderJob,
     check_job,
+    merge_reject_parts,
     prepare_batch,
     prepare_columns,
+    reject_part,
 )
 from arrowbulk.plugins.insider.page import InsiderPage
 from arrowbulk.plugins.insider.record_checks import InsiderDryRun, InsiderRecordCheck
@@ -69,6 +72,12 @@ class InsiderOutput(OutputPlugin[Checked]):
         control: Control[Checked],
     ) -> dict[str, Any]:
         checked = self.check(config, schema, control.context)
+        remote = control.context.executor != "local"
+        if remote and checked.task.fingerprint_file is not None:
+            raise ConfigError(
+                f"out.only_changed: not with exec.type {control.context.executor} yet (the "
+                "fingerprint store lives in this process); run with exec.type local"
+            )
         job = InsiderJob(checked, control.context)
         succeeded = False
         try:
@@ -76,6 +85,8 @@ class InsiderOutput(OutputPlugin[Checked]):
             succeeded = True
         finally:
             job.close()
+            if remote:
+                merge_reject_parts(checked.task.reject_file, task_count)
             if job.store is not None:
                 self._save_fingerprints(job, control, succeeded)
         return {}
@@ -104,6 +115,18 @@ class InsiderOutput(OutputPlugin[Checked]):
     def open(self, task: Checked, schema: pa.Schema, task_index: int) -> PageOutput:
         assert task.job is not None, "open() with a task transaction() did not run"
         return InsiderPage(task.job, task_index)
+
+    def open_remote(
+        self, task: Checked, schema: pa.Schema, task_index: int, context: RunContext
+    ) -> PageOutput:
+        """On an executor's worker: the task gets a job of its own (delivery within its share
+        of the rate limits, its rejects in a part file the client merges)."""
+        job = InsiderJob(task, context, reject_part(task.task.reject_file, task_index))
+        try:
+            return InsiderPage(job, task_index)
+        except BaseException:
+            job.close()
+            raise
 
     def resume_identity(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """What decides which rows go where; tuning (timeouts, limits, retries) may change."""

@@ -19,6 +19,7 @@ from arrowbulk.plugins.insider.delivery import Tally
 from arrowbulk.plugins.insider.fingerprints import TaskChanges
 from arrowbulk.plugins.insider.job import (
     InsiderJob,
+    earlier_attempt,
     nonempty,
     prepare_batch,
     row_label,
@@ -69,6 +70,13 @@ class InsiderPage(PageOutput):
     def skip(self, rows: int) -> None:
         self.rows = rows
         self.watermark.skip(rows)
+        if self.job.remote and rows:
+            # Settled by an attempt on a worker that died, in this run: its account is ours.
+            rejected = earlier_attempt(self.job.rejects.path, rows)
+            with self.tally.lock:
+                for reason, count in rejected.items():
+                    self.tally.reject(reason, count)
+                self.tally.accepted += rows - sum(rejected.values())
 
     def add(self, batch: pa.RecordBatch) -> None:
         for step in steps(batch):  # bounds the memory each step's intermediate columns take
@@ -260,6 +268,8 @@ class InsiderPage(PageOutput):
     def close(self) -> None:
         with self.job.pages_lock:
             self.job.pages.discard(self)
+        if self.job.remote:
+            self.job.close()  # the task's own job (open_remote)
 
     def _hand_over_fingerprints(self) -> None:
         """only_changed: the fingerprints of the users Insider acknowledged, to the store."""
