@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -134,9 +135,9 @@ class RemoteTask:
             source = FilteredInput(source, filters)
         skip = self.board.settled(index)
         watermark = [skip]
-        done = threading.Event()
+        done, moved = threading.Event(), threading.Event()
         watcher = threading.Thread(
-            target=self._watch, args=(index, watermark, done, cancellation), daemon=True
+            target=self._watch, args=(index, watermark, done, moved, cancellation), daemon=True
         )
         watcher.start()
         fed = Fed()
@@ -145,7 +146,12 @@ class RemoteTask:
             output = plugins.output_class()
             scope = TaskScope(output.open_remote(plugins.task, self.schema, index, context))
             page = scope.page
-            page.track(lambda settled, in_doubt: watermark.__setitem__(0, settled))
+
+            def track(settled: int, in_doubt: int) -> None:
+                watermark[0] = settled
+                moved.set()
+
+            page.track(track)
             if skip:
                 page.skip(skip)
             feed(page, source, index, skip, fed, cancellation)
@@ -165,21 +171,33 @@ class RemoteTask:
             return TaskOutcome(index, partial, fed.rows, fed.aside, skip, picklable(error))
         finally:
             done.set()
+            moved.set()
             watcher.join()
             self.board.publish(index, watermark[0])
 
     def _watch(
-        self, index: int, watermark: list[int], done: threading.Event, cancellation: Cancellation
+        self,
+        index: int,
+        watermark: list[int],
+        done: threading.Event,
+        moved: threading.Event,
+        cancellation: Cancellation,
     ) -> None:
-        """Publish the watermark as it moves; stop the task when the client stops the job."""
-        published = watermark[0]
-        while not done.wait(PUBLISH_SECONDS):
+        """Publish the watermark as soon as it moves (a retry resends only what was in flight,
+        not what was settled since the last publication); stop the task when the client
+        stops the job."""
+        published, asked = watermark[0], time.monotonic()
+        while not done.is_set():
+            moved.wait(PUBLISH_SECONDS)
+            moved.clear()
             if watermark[0] != published:
                 published = watermark[0]
                 self.board.publish(index, published)
-            reason = self.board.stopping()
-            if reason is not None and not cancellation.is_cancelled():
-                cancellation.cancel(reason)
+            if time.monotonic() - asked >= PUBLISH_SECONDS:
+                asked = time.monotonic()
+                reason = self.board.stopping()
+                if reason is not None and not cancellation.is_cancelled():
+                    cancellation.cancel(reason)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from arrowbulk.cli import main
 @pytest.fixture(autouse=True)
 def _only_builtin_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests must not pick up whatever else happens to be installed.
-    monkeypatch.setenv("ARROWBULK_PLUGINS", "file,sql,null,insider,filters,adbc")
+    monkeypatch.setenv("ARROWBULK_PLUGINS", "file,sql,null,insider,filters,adbc,executors")
 
 
 @pytest.fixture

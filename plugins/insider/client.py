@@ -89,7 +89,9 @@ class RateLimiter:
         self.next_share = time.monotonic() + SHARE_SECONDS
         self.ceiling = self.per_second * self.share
         self.rate = self.ceiling
-        self.tokens = self._capacity()
+        # A task on a cluster starts with an empty bucket: tasks come and go, and a full one
+        # each would let every new task burst past the job's limit.
+        self.tokens = self._capacity() if share is None else 0.0
         self.updated = self.last_cut = time.monotonic()
         self.accepted: deque[float] = deque()  # times of answers other than 429, last second
         self.lock = threading.Lock()

@@ -1,0 +1,218 @@
+"""``exec: {type: dask}`` on a LocalCluster of 2 worker processes, against the sandbox.
+
+Each job starts its own cluster (about two seconds); the tasks run in the workers, the job
+level (record check, reject file, summary) here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from helpers import API_KEY, PARTNER
+
+pytest.importorskip("distributed")
+
+CLUSTER = {"type": "dask", "workers": 2}
+
+
+def job(tmp_path: Path, sandbox: Any, table: pa.Table, group_rows: int, **out: Any) -> Path:
+    """A job reading ``table`` (row groups of ``group_rows``: one task each) on the cluster."""
+    pq.write_table(table, tmp_path / "data.parquet", row_group_size=group_rows)
+    config = {
+        "in": {"type": "file", "path": "data.parquet"},
+        "exec": CLUSTER,
+        "out": {
+            "type": "insider",
+            "api_key": API_KEY,
+            "partner_name": PARTNER,
+            "endpoint": sandbox.url,
+            "reject_file": "rejects.jsonl",
+            "skip_invalid_records": True,
+            **out,
+        },
+    }
+    path = tmp_path / "job.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def run(cli: Any, path: Path) -> tuple[int, dict[str, Any], str]:
+    summary = path.with_name("summary.json")
+    result = cli("run", path, "--no-progress", "--summary-json", summary)
+    return result.code, json.loads(summary.read_text()), result.err
+
+
+def users(count: int, bad_every: int = 0) -> pa.Table:
+    emails = [
+        "not-an-email" if bad_every and i % bad_every == 0 else f"user{i}@example.com"
+        for i in range(count)
+    ]
+    return pa.table(
+        {"uuid": [f"u{i}" for i in range(count)], "email": emails, "name": ["Ada"] * count}
+    )
+
+
+def test_user_attributes_on_two_workers_account_for_every_row(tmp_path, sandbox, cli) -> None:
+    code, summary, err = run(cli, job(tmp_path, sandbox, users(1000, bad_every=150), 100))
+    assert code == 0, err
+    rows = summary["rows"]
+    assert (rows["read"], rows["accepted"], rows["unsent"]) == (1000, 993, 0)
+    assert rows["rejected"] == 7 and summary["rejected_by_reason"] == {"email: pattern": 7}
+    assert (summary["tasks"], summary["tasks_committed"]) == (10, 10)
+    assert len(sandbox.profiles()) == 993
+    # The workers' rejects, merged into the one reject file, in task order; no parts left.
+    lines = [json.loads(x) for x in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert [(x["task"], x["row"]) for x in lines] == [
+        (i // 100, i % 100) for i in range(0, 1000, 150)
+    ]
+    assert not list(tmp_path.glob("rejects.jsonl.task-*"))
+    assert API_KEY not in (tmp_path / "rejects.jsonl").read_text() + err
+
+
+def test_user_events_and_audiences_on_two_workers(tmp_path, sandbox, cli) -> None:
+    events = pa.table(
+        {
+            "uuid": [f"u{i % 50}" for i in range(600)],
+            "event_name": ["page_view"] * 600,
+            "timestamp": pa.array([int(time.time()) - i for i in range(600)], pa.timestamp("s")),
+            "event_group_id": [f"g{i}" for i in range(600)],
+        }
+    )
+    code, summary, err = run(cli, job(tmp_path, sandbox, events, 100, export_mode="USER_EVENTS"))
+    assert code == 0, err
+    assert summary["rows"]["accepted"] == 600
+    assert sum(len(p["events"]) for p in sandbox.profiles()) == 600, sandbox.requests[:1]
+
+    audiences = pa.table(
+        {
+            "uuid": [f"u{i}" for i in range(50)],
+            "td_audience_id": pa.array([[1, 2]] * 50, pa.list_(pa.int64())),
+            "td_audience_name": ["['A', 'B']"] * 50,
+        }
+    )
+    audience_job = job(tmp_path, sandbox, audiences, 10, export_mode="USER_AUDIENCES")
+    code, summary, err = run(cli, audience_job)
+    assert code == 0, err
+    assert summary["rows"]["accepted"] == 50
+    assert all(p["attributes"]["custom"]["td_audience_id"] == [1, 2] for p in sandbox.profiles()), (
+        sandbox.profiles()[:1]
+    )
+
+
+def test_the_rate_limit_holds_for_the_whole_cluster(tmp_path, sandbox, cli) -> None:
+    # 120 requests a minute (2 a second) for the job: 12 tasks of one request each on 2
+    # workers. Each task alone may send at 2/s; together they must too.
+    path = job(tmp_path, sandbox, users(120), 10, rate_limits={"upsert": 120})
+    code, summary, err = run(cli, path)
+    assert code == 0, err
+    assert summary["rows"]["accepted"] == 120
+    times = sorted(request["at"] for request in sandbox.requests)
+    assert len(times) == 12
+    # Over the whole run at most the rate, plus one bucket per running task (2) of slack.
+    span = times[-1] - times[0]
+    assert len(times) <= 2 * span + 2 + 1, (span, times)
+
+
+def test_a_worker_killed_mid_run_loses_nothing(tmp_path, sandbox, cli) -> None:
+    # 4 tasks of 500 users, 5 requests each, one at a time, 0.2 s an answer: ~1 s a task.
+    sandbox.set_faults(delay_seconds=0.2)
+    path = job(
+        tmp_path,
+        sandbox,
+        users(2000),
+        500,
+        max_records_per_request=100,
+        max_requests_in_flight=1,
+    )
+    killed: list[int] = []
+
+    def kill_a_worker() -> None:
+        deadline = time.monotonic() + 30
+        # Six requests in: each of the two running tasks has had answers (settled rows).
+        while time.monotonic() < deadline and len(sandbox.requests) < 6:
+            time.sleep(0.02)
+        workers = worker_processes()
+        if workers:
+            os.kill(workers[0], signal.SIGKILL)
+            killed.append(workers[0])
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    code, summary, err = run(cli, path)
+    killer.join()
+    assert killed, "no worker process was found to kill"
+    assert code == 0, err
+    rows = summary["rows"]
+    assert (rows["read"], rows["accepted"], rows["rejected"], rows["unsent"]) == (2000, 2000, 0, 0)
+    assert {p["identifiers"]["uuid"] for p in sandbox.profiles()} == {f"u{i}" for i in range(2000)}
+    # The retry skipped what the dead attempt had settled: at most its window (one request of
+    # 100 users) went twice.
+    sent = sum(len(request["body"].get("users", [])) for request in sandbox.requests)
+    assert 2000 <= sent <= 2100, sent
+    assert summary["details"].get("rows_settled_before_a_retry", 0) > 0, (
+        summary["details"],
+        [
+            (round(r["at"] % 100, 2), r["body"]["users"][0]["identifiers"]["uuid"])
+            for r in sandbox.requests
+        ],
+        killed,
+    )
+
+
+def worker_processes() -> list[int]:
+    """This process's children started by multiprocessing (the cluster's workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == os.getpid() and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+@pytest.mark.parametrize(
+    ("extra", "where", "message"),
+    [
+        ({"exec": {"type": "dask"}}, "exec", "either address"),
+        (
+            {"exec": {"type": "dask", "workers": 2, "address": "tcp://127.0.0.1:1"}},
+            "exec",
+            "not both",
+        ),
+        ({"exec": {"type": "dask", "workers": 0}}, "exec.workers", "minimum"),
+        ({"exec": {"type": "nope"}}, "exec.type", "no executor named 'nope'"),
+    ],
+)
+def test_wrong_executor_configs_name_the_key(tmp_path, cli, extra, where, message) -> None:
+    pq.write_table(users(3), tmp_path / "data.parquet")
+    config = {"in": {"type": "file", "path": "data.parquet"}, "out": {"type": "null"}, **extra}
+    (tmp_path / "job.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = cli("run", tmp_path / "job.yml", "--no-progress")
+    assert result.code == 2, result.err
+    assert where in result.err and message in result.err
+    assert "Traceback" not in result.err
+
+
+def test_what_the_cluster_cannot_do_yet_is_refused_by_name(tmp_path, sandbox, cli) -> None:
+    path = job(tmp_path, sandbox, users(3), 10, only_changed=True)
+    result = cli("run", path, "--no-progress")
+    assert result.code != 0 and "out.only_changed: not with exec.type dask" in result.err
+    path = job(tmp_path, sandbox, users(3), 10)
+    result = cli("run", path, "--no-progress", "--resume", tmp_path / "state.json")
+    assert result.code == 2 and "--resume: not with exec.type dask" in result.err
