@@ -17,6 +17,7 @@ from arrowbulk.errors import (
     RecordError,
     SchemaError,
 )
+from arrowbulk.executor import ExecutorPlugin, RemoteTask, TaskBoard, TaskOutcome
 from arrowbulk.hookspecs import hookimpl
 from arrowbulk.incremental import Incremental
 from arrowbulk.jsonable import NotJson, jsonable, non_finite
@@ -54,6 +55,7 @@ __all__ = [
     "ConfigError",
     "Control",
     "DryRun",
+    "ExecutorPlugin",
     "FilterPlugin",
     "FilterReject",
     "FilterValueError",
@@ -68,11 +70,14 @@ __all__ = [
     "RecordError",
     "RejectWriteError",
     "RejectWriter",
+    "RemoteTask",
     "Reporter",
     "RunContext",
     "SchemaError",
     "Secret",
     "SetAside",
+    "TaskBoard",
+    "TaskOutcome",
     "TaskReport",
     "__version__",
     "check_writable_folder",

@@ -2,8 +2,7 @@
 
 from collections.abc import Callable
 
-from arrowbulk import hookimpl
-from arrowbulk.executor import ExecutorPlugin
+from arrowbulk import ExecutorPlugin, hookimpl
 from arrowbulk.plugins.executors.dask import DaskExecutor
 
 

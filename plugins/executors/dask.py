@@ -23,12 +23,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from arrowbulk import ConfigError, JobError, RunContext, TaskReport
-from arrowbulk.executor import (
+from arrowbulk import (
+    ConfigError,
     ExecutorPlugin,
+    JobError,
     RemoteTask,
+    RunContext,
     TaskBoard,
     TaskOutcome,
+    TaskReport,
 )
 
 log = logging.getLogger(__name__)
