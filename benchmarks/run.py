@@ -88,6 +88,7 @@ def child(
     normalize: str = "on",
     out_extra: dict | None = None,
     expect_sent: int | None = None,
+    exec_config: dict | None = None,
 ) -> dict:
     sink.call("/_reset")
     command = [
@@ -110,6 +111,8 @@ def child(
         normalize,
         "--out-extra",
         json.dumps(out_extra or {}),
+        "--exec",
+        json.dumps(exec_config or {}),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
@@ -167,7 +170,7 @@ def run_child(args: argparse.Namespace) -> None:
             if args.input == "file"
             else {"type": "sql", "query": f"SELECT * FROM '{args.data}'"}
         )
-        job = {"in": source, "out": out}
+        job = {"in": source, "out": out, "exec": json.loads(args.exec)}
         (folder / "job.yml").write_text(yaml.safe_dump(job))
         code = main(
             [
@@ -332,6 +335,13 @@ def main() -> None:
         help="only_changed: run each size twice on one fingerprint store, the second time with 1%% of users changed",
     )
     parser.add_argument("--out-extra", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--exec", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--dask",
+        type=int,
+        metavar="N",
+        help="also run arrowbulk's figures on a LocalCluster of N worker processes (exec: dask)",
+    )
     parser.add_argument(
         "--child", choices=["arrowbulk", "baseline", "ceiling"], help=argparse.SUPPRESS
     )
@@ -394,6 +404,25 @@ def main() -> None:
                 print(
                     f"{'arrowbulk ' + label:<22}{rows:>10,}{rate:>12,.0f}{rate / base_rate:>12.1f}x{peaks[rows]:>9.0f}MB  {rates}{versus}"
                 )
+                if args.dask:
+                    cluster = {"type": "dask", "workers": args.dask}
+                    spread = child(
+                        kind,
+                        "arrowbulk",
+                        path,
+                        sink,
+                        args.with_pandas,
+                        args.setup,
+                        args.input,
+                        args.normalize,
+                        exec_config=cluster,
+                    )
+                    spread_rate = spread["rows"] / spread["seconds"]
+                    print(
+                        f"{f'  on {args.dask} dask workers':<22}{rows:>10,}{spread_rate:>12,.0f}"
+                        f"{spread_rate / base_rate:>12.1f}x{spread['peak_rss_mb']:>9.0f}MB  "
+                        f"({spread_rate / rate:.2f} of local threads; client RSS only)"
+                    )
             if len(peaks) > 1:
                 small, large = min(peaks), max(peaks)
                 print(
