@@ -55,8 +55,9 @@ class TaskBoard(ABC):
         """Rows of the task an earlier attempt settled (0 for a first attempt)."""
 
     @abstractmethod
-    def publish(self, task_index: int, settled: int) -> None:
-        """The task's settled watermark, for an attempt that may follow this one."""
+    def publish(self, task_index: int, settled: int, in_doubt: int) -> None:
+        """The task's watermark (``settled``; ``in_doubt`` rows above it went out), for an
+        attempt that may follow this one and for the client's resume state."""
 
     @abstractmethod
     def share(self) -> float:
@@ -75,7 +76,7 @@ class TaskOutcome:
     report: TaskReport
     rows: int  # rows handed to ``add`` by this attempt
     aside: int  # rows filters set aside (handed to the output's reject path)
-    earlier: int  # rows an earlier attempt settled (skipped by this one)
+    earlier: int  # rows an earlier attempt in this run settled (skipped by this one)
     error: BaseException | None = None
 
 
@@ -115,16 +116,21 @@ class RemoteTask:
     grace_seconds: float
     executor: str
     board: TaskBoard = field(repr=False)
+    #: Rows of each task an earlier run settled (``--resume``): skipped, not counted again.
+    resumed: Mapping[int, int] = field(default_factory=dict)
 
     def __call__(self, index: int) -> TaskOutcome:
         self.board.attach()
         cancellation = Cancellation(self.grace_seconds)
+        resumed = self.resumed.get(index, 0)
         context = RunContext(
             self.run_id,
             self.base_dir,
             cancellation,
+            reads_everything=not self.resumed,
             executor=self.executor,
             share_of_limits=self.board.share,
+            resumed_rows=resumed,
         )
         import cloudpickle
 
@@ -133,8 +139,8 @@ class RemoteTask:
         if plugins.filters:
             filters = [cls(config, context) for cls, config in plugins.filters]
             source = FilteredInput(source, filters)
-        skip = self.board.settled(index)
-        watermark = [skip]
+        skip = max(resumed, self.board.settled(index))
+        watermark = [skip, skip]  # settled, in doubt
         done, moved = threading.Event(), threading.Event()
         watcher = threading.Thread(
             target=self._watch, args=(index, watermark, done, moved, cancellation), daemon=True
@@ -148,7 +154,7 @@ class RemoteTask:
             page = scope.page
 
             def track(settled: int, in_doubt: int) -> None:
-                watermark[0] = settled
+                watermark[0], watermark[1] = settled, in_doubt
                 moved.set()
 
             page.track(track)
@@ -156,9 +162,9 @@ class RemoteTask:
                 page.skip(skip)
             feed(page, source, index, skip, fed, cancellation)
             report = scope.commit()
-            report.settle(fed.rows + fed.aside + skip)
+            report.settle(fed.rows + fed.aside + skip - resumed)
             scope.__exit__(None, None, None)
-            return TaskOutcome(index, report, fed.rows, fed.aside, skip)
+            return TaskOutcome(index, report, fed.rows, fed.aside, skip - resumed)
         except Exception as error:
             cancellation.cancel(error)
             if scope is not None:
@@ -167,13 +173,15 @@ class RemoteTask:
                 except Exception as cleanup_error:
                     error.add_note(f"cleanup failed too: {cleanup_error!r}")
             partial = scope.partial if scope is not None and scope.partial else TaskReport()
-            partial.settle(fed.rows + fed.aside + skip)
-            return TaskOutcome(index, partial, fed.rows, fed.aside, skip, picklable(error))
+            partial.settle(fed.rows + fed.aside + skip - resumed)
+            return TaskOutcome(
+                index, partial, fed.rows, fed.aside, skip - resumed, picklable(error)
+            )
         finally:
             done.set()
             moved.set()
             watcher.join()
-            self.board.publish(index, watermark[0])
+            self.board.publish(index, watermark[0], watermark[1])
 
     def _watch(
         self,
@@ -186,13 +194,13 @@ class RemoteTask:
         """Publish the watermark as soon as it moves (a retry resends only what was in flight,
         not what was settled since the last publication); stop the task when the client
         stops the job."""
-        published, asked = watermark[0], time.monotonic()
+        published, asked = list(watermark), time.monotonic()
         while not done.is_set():
             moved.wait(PUBLISH_SECONDS)
             moved.clear()
-            if watermark[0] != published:
-                published = watermark[0]
-                self.board.publish(index, published)
+            if watermark != published:
+                published = list(watermark)
+                self.board.publish(index, *published)
             if time.monotonic() - asked >= PUBLISH_SECONDS:
                 asked = time.monotonic()
                 reason = self.board.stopping()
@@ -276,11 +284,14 @@ class ExecutorPlugin(PluginBase):
     def run(
         self,
         work: Callable[[TaskBoard], RemoteTask],
-        task_count: int,
+        tasks: Mapping[int, int],
         on_outcome: Callable[[TaskOutcome], None],
+        on_progress: Callable[[int, int, int], None],
     ) -> None:
-        """Run ``work(board)(index)`` for every task index; call ``on_outcome`` as each ends
-        (in the calling thread). Returns when every task has ended; stops starting tasks and
+        """Run ``work(board)(index)`` for every index of ``tasks`` (index -> rows an earlier
+        run settled: a task's watermark starts there); call ``on_progress(index, settled,
+        in_doubt)`` as tasks publish their watermarks and ``on_outcome`` as each ends (both
+        in the calling thread). Returns when every task has ended; stops starting tasks and
         tells the running ones to stop once ``context.cancellation`` is set."""
 
     def close(self) -> None:
@@ -300,8 +311,9 @@ class LocalExecutor(ExecutorPlugin):
     def run(
         self,
         work: Callable[[TaskBoard], RemoteTask],
-        task_count: int,
+        tasks: Mapping[int, int],
         on_outcome: Callable[[TaskOutcome], None],
+        on_progress: Callable[[int, int, int], None],
     ) -> None:
         raise AssertionError("the host runs local tasks itself")
 

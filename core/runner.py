@@ -140,8 +140,6 @@ class Job:
     def _check_remote(self, pipeline: PipelineConfig) -> None:
         """What the task level cannot do away from this process yet, refused by name."""
         kind = self.executor.type_name
-        if self.resume is not None:
-            raise ConfigError(f"--resume: not with exec.type {kind} yet; run with exec.type local")
         if self.incremental is not None:
             raise ConfigError(
                 f"in.incremental: not with exec.type {kind} yet (the last record is tracked "
@@ -368,6 +366,15 @@ class _TaskControl:
         job = self.job
         filters = [(type(f), c) for f, c in zip(job.filters, job.filter_configs, strict=True)]
         errors: list[BaseException] = []
+        tasks: dict[int, int] = {}  # the tasks to run, and what earlier runs settled of each
+        for index in range(self.task_count):
+            state = self.checkpoint.task(index) if self.checkpoint is not None else None
+            if state is not None and state.done:
+                self.reports[index] = TaskReport(details={"resumed_tasks_skipped": 1})
+                self.committed[index] = True
+            else:
+                tasks[index] = state.settled if state is not None else 0
+        resumed = {index: rows for index, rows in tasks.items() if rows}
 
         payload = pack(
             Plugins(type(job.raw_input), job.input_config, filters, type(job.output), task)
@@ -382,6 +389,7 @@ class _TaskControl:
                 self.cancellation.grace_seconds,
                 job.executor.type_name,
                 board,
+                resumed,
             )
 
         def on_outcome(outcome: TaskOutcome) -> None:
@@ -392,11 +400,18 @@ class _TaskControl:
                 outcome.report.details["rows_settled_before_a_retry"] = outcome.earlier
             if outcome.error is None:
                 self.committed[outcome.index] = True
+                if self.checkpoint is not None:
+                    settled = tasks[outcome.index] + outcome.earlier + outcome.rows
+                    self.checkpoint.update(outcome.index, settled=settled, done=True)
                 return
             errors.append(outcome.error)
             self.cancellation.cancel(outcome.error)
 
-        job.executor.run(work, self.task_count, on_outcome)
+        def on_progress(index: int, settled: int, in_doubt: int) -> None:
+            if self.checkpoint is not None:
+                self._track(index, settled, in_doubt)
+
+        job.executor.run(work, tasks, on_outcome, on_progress)
         first = next((e for e in errors if not isinstance(e, TaskCancelled)), None)
         if first is not None or errors:
             raise first or errors[0]

@@ -89,6 +89,9 @@ class RunContext:
     #: cluster, the share the client hands each running task (it changes as tasks end and
     #: workers come and go). An output with a rate limit multiplies its limit by it.
     share_of_limits: Callable[[], float] = field(default=lambda: 1.0, compare=False)
+    #: On an executor's worker: rows of this task an earlier run settled (``--resume``). A
+    #: ``skip`` beyond them was settled by an attempt of this run on a worker that died.
+    resumed_rows: int = 0
 
     def resolve(self, path: str) -> Path:
         """A config path, made absolute against the config file's folder."""

@@ -92,7 +92,7 @@ class MemoryBoard:
     def settled(self, task_index: int) -> int:
         return self.marks.get(task_index, 0)
 
-    def publish(self, task_index: int, settled: int) -> None:
+    def publish(self, task_index: int, settled: int, in_doubt: int) -> None:
         self.marks[task_index] = settled
         self.published.append((task_index, settled))
 
@@ -118,11 +118,11 @@ def pickling_executor() -> type:
         def config_schema(cls) -> dict[str, Any]:
             return {"type": "object", "properties": {"lose_first_attempt_of": {"type": "integer"}}}
 
-        def run(self, work: Any, task_count: int, on_outcome: Any) -> None:
+        def run(self, work: Any, tasks: Any, on_outcome: Any, on_progress: Any) -> None:
             board = MemoryBoard()
             PicklingExecutor.boards.append(board)
-            shipped = cloudpickle.dumps(work(board))  # type: ignore[arg-type]
-            for index in range(task_count):
+            shipped = cloudpickle.dumps(work(board))
+            for index in tasks:
                 on_outcome(cloudpickle.loads(shipped)(index))
 
     TaskBoard.register(MemoryBoard)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -171,19 +173,7 @@ def test_a_worker_killed_mid_run_loses_nothing(tmp_path, sandbox, cli) -> None:
 
 def worker_processes() -> list[int]:
     """This process's children started by multiprocessing (the cluster's workers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == os.getpid() and b"spawn_main" in command:
-            found.append(int(entry.name))
-    return sorted(found)
+    return processes_of(os.getpid())
 
 
 @pytest.mark.parametrize(
@@ -213,6 +203,71 @@ def test_what_the_cluster_cannot_do_yet_is_refused_by_name(tmp_path, sandbox, cl
     path = job(tmp_path, sandbox, users(3), 10, only_changed=True)
     result = cli("run", path, "--no-progress")
     assert result.code != 0 and "out.only_changed: not with exec.type dask" in result.err
-    path = job(tmp_path, sandbox, users(3), 10)
-    result = cli("run", path, "--no-progress", "--resume", tmp_path / "state.json")
-    assert result.code == 2 and "--resume: not with exec.type dask" in result.err
+    config = yaml.safe_load(path.read_text())
+    config["in"]["incremental"] = {"columns": ["uuid"]}
+    del config["out"]["only_changed"]
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = cli("run", path, "--no-progress")
+    assert result.code == 2 and "in.incremental: not with exec.type dask" in result.err
+
+
+def test_resume_after_the_client_and_its_workers_are_killed(tmp_path, sandbox, cli) -> None:
+    sandbox.set_faults(delay_seconds=0.2)
+    path = job(
+        tmp_path, sandbox, users(2000), 500, max_records_per_request=100, max_requests_in_flight=1
+    )
+    state = tmp_path / "state.json"
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from arrowbulk.cli import entry; entry()",
+            "run",
+            str(path),
+            "--no-progress",
+            "--resume",
+            str(state),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(sandbox.requests) < 6:
+            time.sleep(0.02)
+        workers = processes_of(client.pid)
+        for pid in [client.pid, *workers]:  # the client's machine goes down, workers too
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        client.wait(timeout=30)
+    assert len(sandbox.requests) < 20, "the first run ended before it was killed"
+    settled = json.loads(state.read_text())["tasks"]
+    assert any(task["settled"] for task in settled.values()), settled
+    result = cli(
+        "run", path, "--no-progress", "--resume", state, "--summary-json", tmp_path / "summary.json"
+    )
+    assert result.code == 0, result.err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {p["identifiers"]["uuid"] for p in sandbox.profiles()} == {f"u{i}" for i in range(2000)}
+    resume = summary["details"]["resume"]
+    assert resume["skipped_rows"] > 0, resume
+    # This run's rows and the earlier run's settled rows make up the input, nothing counted twice.
+    assert summary["rows"]["read"] + resume["skipped_rows"] == 2000, (summary["rows"], resume)
+    assert summary["rows"]["unsent"] == 0
+
+
+def processes_of(parent: int) -> list[int]:
+    """The children of process ``parent`` started by multiprocessing."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return sorted(found)

@@ -70,8 +70,19 @@ class DaskBoard(TaskBoard):
     def settled(self, task_index: int) -> int:
         return int(self._get(f"settled-{task_index}", 0))
 
-    def publish(self, task_index: int, settled: int) -> None:
+    def publish(self, task_index: int, settled: int, in_doubt: int) -> None:
+        from distributed import Queue
+
         self._variable(f"settled-{task_index}").set(settled)
+        Queue(f"{self.prefix}-progress", client=self.client).put((task_index, settled, in_doubt))
+
+    def progress(self) -> list[tuple[int, int, int]]:
+        """The watermarks tasks published since the last call, oldest first."""
+        from distributed import Queue
+
+        queue = Queue(f"{self.prefix}-progress", client=self.client)
+        size = queue.qsize()
+        return [tuple(item) for item in queue.get(batch=size)] if size else []
 
     def share(self) -> float:
         return float(self._get("share", 1.0))
@@ -86,16 +97,16 @@ class DaskBoard(TaskBoard):
     def stop(self, reason: str) -> None:
         self._variable("stop").set(reason)
 
-    def start(self, task_count: int) -> None:
+    def start(self, tasks: Mapping[int, int]) -> None:
         """Every Variable set before a task reads it (reading an unset one waits, and the
-        scheduler logs the timeout as an error)."""
+        scheduler logs the timeout as an error); each task's mark where earlier runs left it."""
         self.stop("")
         self.set_share(1.0)
-        for index in range(task_count):
-            self.publish(index, 0)
+        for index, settled in tasks.items():
+            self._variable(f"settled-{index}").set(settled)
 
-    def clear(self, task_count: int) -> None:
-        for name in ("share", "stop", *(f"settled-{i}" for i in range(task_count))):
+    def clear(self, tasks: Mapping[int, int]) -> None:
+        for name in ("share", "stop", *(f"settled-{i}" for i in tasks)):
             self._variable(name).delete()
 
 
@@ -175,18 +186,19 @@ class DaskExecutor(ExecutorPlugin):
     def run(
         self,
         work: Callable[[TaskBoard], RemoteTask],
-        task_count: int,
+        tasks: Mapping[int, int],
         on_outcome: Callable[[TaskOutcome], None],
+        on_progress: Callable[[int, int, int], None],
     ) -> None:
         client = self._client or self._connect()
         board = DaskBoard(self.context.run_id, client)
-        board.start(task_count)
+        board.start(tasks)
         remote = work(board)
-        futures = [
-            client.submit(remote, index, key=f"{board.prefix}-task-{index}", pure=False)
-            for index in range(task_count)
-        ]
-        pending = dict(enumerate(futures))
+        pending = {
+            index: client.submit(remote, index, key=f"{board.prefix}-task-{index}", pure=False)
+            for index in tasks
+        }
+        futures = list(pending.values())
         share = 0.0
         stopped = False
         try:
@@ -200,25 +212,28 @@ class DaskExecutor(ExecutorPlugin):
                 if 1 / running != share:
                     share = 1 / running
                     board.set_share(share)
+                for index, settled, in_doubt in board.progress():
+                    on_progress(index, settled, in_doubt)
                 done = [index for index, future in pending.items() if future.done()]
                 if not done:
                     time.sleep(POLL_SECONDS)
                 for index in done:
-                    on_outcome(self._outcome(pending.pop(index), index, board))
+                    on_outcome(self._outcome(pending.pop(index), index, board, tasks[index]))
         finally:
             unfinished = [future for future in futures if not future.done()]
             if unfinished:
                 client.cancel(unfinished)
-            board.clear(task_count)
+            board.clear(tasks)
 
     @staticmethod
-    def _outcome(future: Any, index: int, board: DaskBoard) -> TaskOutcome:
+    def _outcome(future: Any, index: int, board: DaskBoard, resumed: int) -> TaskOutcome:
         if future.status == "finished":
             outcome: TaskOutcome = future.result()
             return outcome
         error = future.exception()
         report = TaskReport()
-        report.settle(board.settled(index))  # settled by attempts whose accounts are lost
+        # Settled by attempts whose accounts are lost with their workers: counted unsent.
+        report.settle(board.settled(index) - resumed)
         return TaskOutcome(
             index,
             report,

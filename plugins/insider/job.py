@@ -85,6 +85,7 @@ class InsiderJob:
         #: Made by open_remote on an executor's worker: one task's job there, its rejects in
         #: a part file the client merges (see :func:`merge_reject_parts`).
         self.remote = reject_path is not None
+        self.resumed_rows = context.resumed_rows  # settled by an earlier run (--resume)
         self.task = task = checked.task
         self.plan = plan = checked.plan
         self.cancellation = cancellation = context.cancellation
@@ -255,9 +256,10 @@ def merge_reject_parts(path: Path, task_count: int) -> None:
         part.unlink(missing_ok=True)
 
 
-def earlier_attempt(part: Path, rows: int) -> dict[str, int]:
-    """The rejects, by reason, of the first ``rows`` rows of a task an attempt on a lost
-    worker settled; its lines for later rows (the retry does them again) are removed.
+def earlier_attempt(part: Path, rows: int, base: int = 0) -> dict[str, int]:
+    """The rejects, by reason, of rows ``[base, rows)`` of a task, which an attempt on a lost
+    worker settled (rows below ``base`` an earlier run settled: their lines stay, uncounted);
+    the lines of later rows (the retry does them again) are removed.
 
     Its lines below the watermark were made durable before the watermark moved past them."""
     if not part.exists():
@@ -273,7 +275,7 @@ def earlier_attempt(part: Path, rows: int) -> dict[str, int]:
             continue
         kept.append(line)
         stage, column, rule = entry.get("stage"), entry.get("column"), str(entry.get("rule"))
-        if stage == "value":
+        if stage == "value" or entry.get("row", -1) < base:
             continue  # a value left out of a user that was sent: not a rejected record
         reason = f"{column}: {rule}" if column and stage in {"validation", "filter"} else rule
         reasons[reason] = reasons.get(reason, 0) + 1

@@ -70,13 +70,15 @@ class InsiderPage(PageOutput):
     def skip(self, rows: int) -> None:
         self.rows = rows
         self.watermark.skip(rows)
-        if self.job.remote and rows:
-            # Settled by an attempt on a worker that died, in this run: its account is ours.
-            rejected = earlier_attempt(self.job.rejects.path, rows)
+        base = self.job.resumed_rows
+        if self.job.remote and rows > base:
+            # Settled by an attempt on a worker that died, in this run: its account is ours
+            # (rows below base are an earlier run's, as for any resume).
+            rejected = earlier_attempt(self.job.rejects.path, rows, base)
             with self.tally.lock:
                 for reason, count in rejected.items():
                     self.tally.reject(reason, count)
-                self.tally.accepted += rows - sum(rejected.values())
+                self.tally.accepted += rows - base - sum(rejected.values())
 
     def add(self, batch: pa.RecordBatch) -> None:
         for step in steps(batch):  # bounds the memory each step's intermediate columns take
