@@ -17,7 +17,7 @@ from werkzeug import Request, Response
 
 from arrowbulk import InputPlugin, hookimpl
 from arrowbulk.config import pipeline_from_mapping
-from arrowbulk.plugins.insider import job as insider_job
+from arrowbulk.plugins.insider import steps as insider_steps
 from arrowbulk.registry import load_registry
 from arrowbulk.runner import Job
 
@@ -270,9 +270,9 @@ def test_a_batch_is_sent_when_its_oldest_record_waited_long_enough(sandbox, tmp_
 
 
 def test_steps_are_bounded_by_bytes_as_well_as_rows(monkeypatch) -> None:
-    monkeypatch.setattr(insider_job, "CHUNK_BYTES", 4000)
+    monkeypatch.setattr(insider_steps, "CHUNK_BYTES", 4000)
     batch = pa.record_batch({"uuid": [f"u{i}" for i in range(100)], "bio": ["b" * 400] * 100})
-    steps = list(insider_job.steps(batch))
+    steps = list(insider_steps.steps(batch))
     assert 1 < len(steps) < 100 and all(s.nbytes <= 4000 for s in steps)
     assert pa.Table.from_batches(steps).equals(pa.Table.from_batches([batch]))
 
@@ -281,7 +281,7 @@ def test_steps_are_bounded_by_bytes_as_well_as_rows(monkeypatch) -> None:
 def test_wide_rows_keep_their_row_numbers_across_steps(
     run_insider, sandbox, monkeypatch, skip: bool
 ) -> None:
-    monkeypatch.setattr(insider_job, "CHUNK_BYTES", 3000)  # steps of a few rows
+    monkeypatch.setattr(insider_steps, "CHUNK_BYTES", 3000)  # steps of a few rows
     emails = [f"user{i}@example.com" for i in range(50)]
     emails[37] = "not-an-email"
     run = run_insider(users(50, bio=["b" * 400] * 50, email=emails), skip_invalid_records=skip)

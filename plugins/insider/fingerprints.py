@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from arrowbulk import JobError, __version__, write_atomically
 from arrowbulk.plugins.insider.columns import Plan
 from arrowbulk.plugins.insider.config import InsiderTask
+from arrowbulk.plugins.insider.steps import steps
 
 _SCOPE_KEY = b"arrowbulk.scope"
 
@@ -244,14 +245,38 @@ class FingerprintStore:
         with self._lock:
             return self._chunks.pop(chunk, None)
 
+    def peek(self, chunk: tuple[int, int, int]) -> Hashed | None:
+        """What ``remember`` holds for ``chunk``, left for the send pass to recall."""
+        with self._lock:
+            return self._chunks.get(chunk)
+
     def hashed(self, batch: pa.RecordBatch) -> Hashed:
         """A chunk's keys, which users changed, and the fingerprints of those."""
-        groups = {"key": self.identifiers} | ({"value": self.others} if self.others else {})
-        hashes = self.hasher().hash(batch, groups)
-        keys = hashes["key"]
-        values = hashes.get("value", keys)
+        keys, values = self._hash(batch)
         changed = ~self.unchanged(keys, values)
         return Hashed(keys, changed, values[changed])
+
+    def hash_ahead(self, task_index: int, first_row: int, batch: pa.RecordBatch) -> None:
+        """Hash a whole input batch in one call (DuckDB's cost is mostly per call: steps of
+        16k rows made day 2 of a 2M-user sync 15% slower) and remember each step's part,
+        for the step's lookup; nothing to do if this batch's steps are remembered already."""
+        sizes = [step.num_rows for step in steps(batch)]
+        if not sizes or self.peek((task_index, first_row, sizes[0])) is not None:
+            return
+        keys, values = self._hash(batch)
+        changed = ~self.unchanged(keys, values)
+        start = 0
+        for rows in sizes:
+            part = slice(start, start + rows)
+            moved = changed[part]
+            chunk = (task_index, first_row + start, rows)
+            self.remember(chunk, Hashed(keys[part], moved, values[part][moved]))
+            start += rows
+
+    def _hash(self, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+        groups = {"key": self.identifiers} | ({"value": self.others} if self.others else {})
+        hashes = self.hasher().hash(batch, groups)
+        return hashes["key"], hashes.get("value", hashes["key"])
 
     def hasher(self) -> RowHasher:
         """This thread's row hasher (a DuckDB connection costs ~0.1 s: one per thread)."""

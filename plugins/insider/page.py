@@ -23,10 +23,10 @@ from arrowbulk.plugins.insider.job import (
     nonempty,
     prepare_batch,
     row_label,
-    steps,
     write_filter_reject,
     write_reject,
 )
+from arrowbulk.plugins.insider.steps import steps
 from arrowbulk.plugins.insider.validate import Issue, group_by_row
 from arrowbulk.plugins.insider.watermark import Watermark
 
@@ -81,32 +81,60 @@ class InsiderPage(PageOutput):
                 self.tally.accepted += rows - base - sum(rejected.values())
 
     def add(self, batch: pa.RecordBatch) -> None:
-        for step in steps(batch):  # bounds the memory each step's intermediate columns take
-            self._add_chunk(step)
-
-    def _add_chunk(self, source: pa.RecordBatch) -> None:
         self.job.delivery.raise_if_failed()
+        if self.changes is not None:
+            self._add_changed(batch)
+            return
+        for source in steps(batch):  # bounds the memory each step's intermediate columns take
+            first_row = self._received(source)
+            positions = np.arange(first_row, self.rows, dtype=np.int64)
+            self._work(source, positions, queued_through=self.rows)
+
+    def _received(self, source: pa.RecordBatch) -> int:
+        """Take a step's rows into the task (kept until settled, for server rejects)."""
         first_row = self.rows
         self.rows += source.num_rows
-        queued_through = self.rows
         with self.recent_lock:
             self._recent[first_row] = source
-        # Each row's position in the task: the rows worked on may be a subset of the chunk.
-        positions = np.arange(first_row, self.rows, dtype=np.int64)
-        batch = source
-        if self.changes is not None:
+        return first_row
+
+    def _add_changed(self, batch: pa.RecordBatch) -> None:
+        """only_changed: the users that changed in the whole batch, worked on in steps of
+        their own (a few changed users per step would each pay a step's fixed costs)."""
+        assert self.changes is not None
+        self.changes.store.hash_ahead(self.task_index, self.rows, batch)  # unless checked
+        parts: list[pa.RecordBatch] = []
+        where: list[np.ndarray] = []
+        for source in steps(batch):
+            first_row = self._received(source)
+            positions = np.arange(first_row, self.rows, dtype=np.int64)
             chunk = (self.task_index, first_row, source.num_rows)
             changed = self.changes.select(source, positions, chunk)
             if not changed.all():
                 # Insider holds these users as they are: settled, nothing to prepare or send.
                 self.job.reporter.acknowledge(int(len(changed) - changed.sum()))
-                batch, positions = source.filter(pa.array(changed)), positions[changed]
-        rows = batch.num_rows
-        if not rows:  # every user unchanged: nothing to prepare, the rows are settled
+            if changed.any():
+                parts.append(source.filter(pa.array(changed)))
+                where.append(positions[changed])
+        if not parts:  # every user unchanged: the rows are settled
             with self.lock:
-                self._send([], queued_through=queued_through)
+                self._send([], queued_through=self.rows)
             self._report_progress()
             return
+        work = pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
+        positions = np.concatenate(where)
+        done = 0
+        for step in steps(work):
+            end = done + step.num_rows
+            # Rows below the next step's first changed row are queued or settled.
+            through = int(positions[end]) if end < len(positions) else self.rows
+            self._work(step, positions[done:end], queued_through=through)
+            done = end
+
+    def _work(self, batch: pa.RecordBatch, positions: np.ndarray, queued_through: int) -> None:
+        """Normalize, prepare, validate, encode and queue ``batch`` (``positions``: each of
+        its rows' place in the task); rows below ``queued_through`` are then all handled."""
+        rows = batch.num_rows
         prepared, changes = prepare_batch(self.job.checked, batch)
         for name, change in changes.items():
             self.normalized[name] = self.normalized.get(name, 0) + change.changed

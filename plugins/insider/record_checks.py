@@ -23,11 +23,11 @@ from arrowbulk.plugins.insider.job import (
     encoders,
     prepare_batch,
     row_label,
-    steps,
     write_filter_reject,
     write_reject,
 )
 from arrowbulk.plugins.insider.prepare import Prepared
+from arrowbulk.plugins.insider.steps import steps
 from arrowbulk.plugins.insider.validate import Issue, Verdict
 
 
@@ -54,13 +54,35 @@ class InsiderRecordCheck(_ByStep):
         # only_changed: users Insider holds as they are were valid when sent; not checked again.
         self.store = self.job.store if self.job is not None else None
 
+    def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
+        if self.store is None:
+            super().add(batch, task_index, first_row)
+            return
+        # only_changed: each step's hashes, remembered for the send pass too; the changed
+        # users of the whole batch are then checked together.
+        self.store.hash_ahead(task_index, first_row, batch)
+        self.rows += batch.num_rows
+        parts: list[pa.RecordBatch] = []
+        where: list[np.ndarray] = []
+        for step in steps(batch):
+            hashed = self.store.peek((task_index, first_row, step.num_rows))
+            assert hashed is not None, "hash_ahead remembers every step"
+            if hashed.changed.any():
+                parts.append(step.filter(pa.array(hashed.changed)))
+                where.append(_rows(first_row, step)[hashed.changed])
+            first_row += step.num_rows
+        if parts:
+            changed = pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
+            positions, done = np.concatenate(where), 0
+            for step in steps(changed):
+                self._check(step, task_index, positions[done : done + step.num_rows])
+                done += step.num_rows
+
     def _add_step(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
         self.rows += batch.num_rows
-        positions = _rows(first_row, batch)
-        if self.store is not None:
-            hashed = self.store.hashed(batch)
-            self.store.remember((task_index, first_row, batch.num_rows), hashed)
-            batch, positions = batch.filter(pa.array(hashed.changed)), positions[hashed.changed]
+        self._check(batch, task_index, _rows(first_row, batch))
+
+    def _check(self, batch: pa.RecordBatch, task_index: int, positions: np.ndarray) -> None:
         prepared, _ = prepare_batch(self.checked, batch, check_only=True)
         verdict = self.validator.validate(prepared, batch.num_rows)
         if verdict.issues:
