@@ -19,6 +19,7 @@ baseline only, and arrowbulk's own install does not have it. --with-pandas lifts
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.abc
 import json
 import resource
@@ -384,19 +385,20 @@ def main() -> None:
                         f"{'ceiling ' + label:<22}{rows:>10,}{ceiling_rate:>12,.0f}"
                         f"{ceiling_rate / base_rate:>12.1f}x{top['peak_rss_mb']:>9.0f}MB  1"
                     )
-                runs = [
-                    child(
-                        kind,
-                        "arrowbulk",
-                        path,
-                        sink,
-                        args.with_pandas,
-                        args.setup,
-                        args.input,
-                        args.normalize,
-                    )
-                    for _ in range(args.repeat)
-                ]
+
+                measure = functools.partial(
+                    child,
+                    kind,
+                    "arrowbulk",
+                    path,
+                    sink,
+                    args.with_pandas,
+                    args.setup,
+                    args.input,
+                    args.normalize,
+                )
+
+                runs = [measure() for _ in range(args.repeat)]
                 rate = statistics.median(r["rows"] / r["seconds"] for r in runs)
                 peaks[rows] = max(r["peak_rss_mb"] for r in runs)
                 rates = ", ".join(f"{r['rows'] / r['seconds']:,.0f}" for r in runs)
@@ -405,18 +407,7 @@ def main() -> None:
                     f"{'arrowbulk ' + label:<22}{rows:>10,}{rate:>12,.0f}{rate / base_rate:>12.1f}x{peaks[rows]:>9.0f}MB  {rates}{versus}"
                 )
                 if args.dask:
-                    cluster = {"type": "dask", "workers": args.dask}
-                    spread = child(
-                        kind,
-                        "arrowbulk",
-                        path,
-                        sink,
-                        args.with_pandas,
-                        args.setup,
-                        args.input,
-                        args.normalize,
-                        exec_config=cluster,
-                    )
+                    spread = measure(exec_config={"type": "dask", "workers": args.dask})
                     spread_rate = spread["rows"] / spread["seconds"]
                     print(
                         f"{f'  on {args.dask} dask workers':<22}{rows:>10,}{spread_rate:>12,.0f}"

@@ -280,7 +280,6 @@ class ExecutorPlugin(PluginBase):
         self.config = config
         self.context = context
 
-    @abstractmethod
     def run(
         self,
         work: Callable[[TaskBoard], RemoteTask],
@@ -292,7 +291,9 @@ class ExecutorPlugin(PluginBase):
         run settled: a task's watermark starts there); call ``on_progress(index, settled,
         in_doubt)`` as tasks publish their watermarks and ``on_outcome`` as each ends (both
         in the calling thread). Returns when every task has ended; stops starting tasks and
-        tells the running ones to stop once ``context.cancellation`` is set."""
+        tells the running ones to stop once ``context.cancellation`` is set. Every executor
+        not ``in_process`` implements it."""
+        raise NotImplementedError(f"the {self.type_name} executor does not implement run()")
 
     def close(self) -> None:
         """Release what ``run`` started (a cluster of its own)."""
@@ -307,15 +308,6 @@ class LocalExecutor(ExecutorPlugin):
     @classmethod
     def config_schema(cls) -> Mapping[str, Any]:
         return {"type": "object", "properties": {}}
-
-    def run(
-        self,
-        work: Callable[[TaskBoard], RemoteTask],
-        tasks: Mapping[int, int],
-        on_outcome: Callable[[TaskOutcome], None],
-        on_progress: Callable[[int, int, int], None],
-    ) -> None:
-        raise AssertionError("the host runs local tasks itself")
 
 
 def picklable(error: BaseException) -> BaseException:
