@@ -53,7 +53,7 @@ from arrowbulk.spi import (
     RunContext,
     TaskReport,
 )
-from arrowbulk.spool import Spool, SpooledInput, spool_folder
+from arrowbulk.spool import Spool, SpooledInput, SpoolParts, spool_folder
 from arrowbulk.summary import JobSummary, merge_detail
 
 log = logging.getLogger(__name__)
@@ -144,11 +144,6 @@ class Job:
             raise ConfigError(
                 f"in.incremental: not with exec.type {kind} yet (the last record is tracked "
                 "in this process); run with exec.type local"
-            )
-        if not self.input.replayable:
-            raise ConfigError(
-                f"in.type {self.input_type}: its rows are spooled in this process and cannot "
-                f"be read by {kind} workers yet; use a file input, or exec.type local"
             )
 
     def schema(self) -> pa.Schema:
@@ -376,9 +371,12 @@ class _TaskControl:
                 tasks[index] = state.settled if state is not None else 0
         resumed = {index: rows for index, rows in tasks.items() if rows}
 
-        payload = pack(
-            Plugins(type(job.raw_input), job.input_config, filters, type(job.output), task)
-        )
+        inner = self.source.inner if isinstance(self.source, FilteredInput) else self.source
+        if isinstance(inner, SpooledInput):  # a query, run once here: workers read its spool
+            reader: tuple[type[InputPlugin], Mapping[str, Any]] = (SpoolParts, SpoolParts.of(inner))
+        else:
+            reader = (type(job.raw_input), job.input_config)
+        payload = pack(Plugins(*reader, filters, type(job.output), task))
 
         def work(board: TaskBoard) -> RemoteTask:
             return RemoteTask(

@@ -149,3 +149,53 @@ def spool_folder(state: Path | None, spool_dir: str | None, context: RunContext)
     if parent is not None:
         parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"arrowbulk-spool-{context.run_id}-", dir=parent))
+
+
+class SpoolParts(InputPlugin):
+    """A job's spool as an input of its own, built from its folder alone: what a task on an
+    executor's worker reads (the folder must be one the workers see: this machine's, for a
+    LocalCluster, or ``exec.spool_dir`` on a shared file system)."""
+
+    type_name = "spool-parts"
+    replayable = True
+
+    def __init__(self, config: Mapping[str, Any], context: RunContext) -> None:
+        super().__init__(config, context)
+        self.spool = Spool(Path(config["folder"]))
+        self.rows: list[int] = list(config["parts"])
+
+    @classmethod
+    def config_schema(cls) -> Mapping[str, Any]:
+        return {"type": "object"}
+
+    @classmethod
+    def of(cls, spooled: SpooledInput) -> dict[str, Any]:
+        """The config that reads ``spooled``'s parts."""
+        return {"folder": str(spooled.spool.folder), "parts": list(spooled.rows)}
+
+    def schema(self) -> pa.Schema:
+        try:
+            with pa.memory_map(str(self.spool.file(0))) as source:
+                return ipc.open_stream(source).schema
+        except (OSError, pa.ArrowInvalid) as error:
+            raise JobError(
+                f"cannot read the input's spool {self.spool.folder}: {error}; on a cluster, "
+                "set exec.spool_dir to a folder every worker can read"
+            ) from None
+
+    def task_count(self) -> int:
+        return len(self.rows)
+
+    def describe_task(self, task_index: int) -> str:
+        return f"the input's spool, part {task_index + 1} of {len(self.rows)}"
+
+    def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
+        if not self.spool.file(task_index).is_file():
+            raise JobError(
+                f"cannot read the input's spool {self.spool.file(task_index)}: it is not "
+                "there; on a cluster, set exec.spool_dir to a folder every worker can read"
+            )
+        yield from self.spool.read(task_index)
+
+    def row_count(self) -> int:
+        return sum(self.rows)

@@ -111,6 +111,24 @@ def test_user_events_and_audiences_on_two_workers(tmp_path, sandbox, cli) -> Non
     )
 
 
+def test_a_query_runs_once_here_and_its_spool_parts_on_the_workers(
+    tmp_path, sandbox, cli, monkeypatch
+) -> None:
+    from arrowbulk import spool
+
+    monkeypatch.setattr(spool, "SPOOL_PART_ROWS", 100)  # 1,000 rows: 10 tasks
+    path = job(tmp_path, sandbox, users(1000, bad_every=300), 1000)
+    config = yaml.safe_load(path.read_text())
+    config["in"] = {"type": "sql", "query": "SELECT * FROM 'data.parquet' ORDER BY uuid"}
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    code, summary, err = run(cli, path)
+    assert code == 0, err
+    assert (summary["tasks"], summary["tasks_committed"]) == (10, 10)
+    assert summary["rows"] == {"read": 1000, "accepted": 996, "rejected": 4, "unsent": 0}
+    sent = {p["identifiers"]["uuid"] for p in sandbox.profiles()}
+    assert sent == {f"u{i}" for i in range(1000) if i % 300}
+
+
 def test_the_rate_limit_holds_for_the_whole_cluster(tmp_path, sandbox, cli) -> None:
     # 120 requests a minute (2 a second) for the job: 12 tasks of one request each on 2
     # workers. Each task alone may send at 2/s; together they must too.
