@@ -121,6 +121,9 @@ class RemoteTask:
 
     def __call__(self, index: int) -> TaskOutcome:
         self.board.attach()
+        if self.board.stopping() is not None:  # queued when the job stopped: read nothing
+            error = TaskCancelled(f"task {index} not started: the job is stopping")
+            return TaskOutcome(index, TaskReport(), 0, 0, 0, error)
         cancellation = Cancellation(self.grace_seconds)
         resumed = self.resumed.get(index, 0)
         context = RunContext(

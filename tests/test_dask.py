@@ -194,6 +194,42 @@ def worker_processes() -> list[int]:
     return processes_of(os.getpid())
 
 
+def test_ctrl_c_stops_the_cluster_and_counts_the_rest_unsent(tmp_path, sandbox) -> None:
+    sandbox.set_faults(delay_seconds=0.3)
+    path = job(
+        tmp_path, sandbox, users(2000), 250, max_records_per_request=50, max_requests_in_flight=1
+    )
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from arrowbulk.cli import entry; entry()",
+            "run",
+            str(path),
+            "--no-progress",
+            "--summary-json",
+            str(tmp_path / "summary.json"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(sandbox.requests) < 4:
+        time.sleep(0.02)
+    client.send_signal(signal.SIGINT)
+    assert client.wait(timeout=30) == 130
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rows = summary["rows"]
+    assert summary["status"] == "interrupted"
+    sent = sum(len(request["body"]["users"]) for request in sandbox.requests)
+    # Every row read is accounted for; what Insider acknowledged is accepted, nothing more.
+    assert rows["read"] == rows["accepted"] + rows["unsent"] and rows["unsent"] > 0
+    assert rows["accepted"] <= sent
+    # Tasks still queued when the job stopped read nothing.
+    assert rows["read"] < 2000
+
+
 @pytest.mark.parametrize(
     ("extra", "where", "message"),
     [
