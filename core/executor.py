@@ -30,6 +30,7 @@ import pyarrow as pa
 from arrowbulk.cancel import Cancellation
 from arrowbulk.errors import JobError
 from arrowbulk.filtering import FilteredInput, OnReject
+from arrowbulk.incremental import Incremental, IncrementalInput
 from arrowbulk.lifecycle import TaskScope
 from arrowbulk.secret import shipping
 from arrowbulk.spi import (
@@ -78,6 +79,7 @@ class TaskOutcome:
     aside: int  # rows filters set aside (handed to the output's reject path)
     earlier: int  # rows an earlier attempt in this run settled (skipped by this one)
     error: BaseException | None = None
+    last_record: tuple[Any, ...] | None = None  # an incremental read's greatest row
 
 
 @dataclass
@@ -89,6 +91,8 @@ class Plugins:
     filters: Sequence[tuple[type[FilterPlugin], Mapping[str, Any]]]
     output_class: type[OutputPlugin[Any]]
     task: Any  # the output's task object
+    #: An incremental read: rows after its last record only; the task reports its greatest.
+    incremental: Incremental | None = None
 
 
 def pack(plugins: Plugins) -> bytes:
@@ -139,6 +143,9 @@ class RemoteTask:
 
         plugins: Plugins = cloudpickle.loads(self.payload)
         source: InputPlugin = plugins.input_class(plugins.input_config, context)
+        tracked = None
+        if plugins.incremental is not None:
+            source = tracked = IncrementalInput(source, plugins.incremental)
         if plugins.filters:
             filters = [cls(config, context) for cls, config in plugins.filters]
             source = FilteredInput(source, filters)
@@ -167,7 +174,8 @@ class RemoteTask:
             report = scope.commit()
             report.settle(fed.rows + fed.aside + skip - resumed)
             scope.__exit__(None, None, None)
-            return TaskOutcome(index, report, fed.rows, fed.aside, skip - resumed)
+            last = tracked.tracker.last if tracked is not None else None
+            return TaskOutcome(index, report, fed.rows, fed.aside, skip - resumed, None, last)
         except Exception as error:
             cancellation.cancel(error)
             if scope is not None:

@@ -128,7 +128,7 @@ class Tracker:
         rows: pa.RecordBatch = batch
         for name in columns:
             rows = rows.filter(pc.equal(rows.column(name), pc.max(rows.column(name))))
-        self._offer(tuple(rows.column(name)[0].as_py() for name in columns))
+        self.offer(tuple(rows.column(name)[0].as_py() for name in columns))
 
     def restore(self, diff: Mapping[str, Any], schema: pa.Schema) -> None:
         """Take in what earlier runs of a resumed job read (a :meth:`diff` they recorded)."""
@@ -137,9 +137,10 @@ class Tracker:
             return
         earlier = Incremental(self.incremental.columns, tuple(values)).typed_last(schema)
         assert earlier is not None
-        self._offer(tuple(value.as_py() for value in earlier))
+        self.offer(tuple(value.as_py() for value in earlier))
 
-    def _offer(self, row: tuple[Any, ...]) -> None:
+    def offer(self, row: tuple[Any, ...]) -> None:
+        """A row read elsewhere (a task on an executor's worker): kept if it is greater."""
         with self._lock:
             if self._last is None or row > self._last:
                 self._last = row

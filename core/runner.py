@@ -134,17 +134,6 @@ class Job:
         self.output: OutputPlugin[Any] = output_cls()
         self.resume = resume
         self.executor: ExecutorPlugin = executor_cls(exec_config, self.context)
-        if not self.executor.in_process:
-            self._check_remote(pipeline)
-
-    def _check_remote(self, pipeline: PipelineConfig) -> None:
-        """What the task level cannot do away from this process yet, refused by name."""
-        kind = self.executor.type_name
-        if self.incremental is not None:
-            raise ConfigError(
-                f"in.incremental: not with exec.type {kind} yet (the last record is tracked "
-                "in this process); run with exec.type local"
-            )
 
     def schema(self) -> pa.Schema:
         """The input's schema, refused when two columns share a name (a CSV header
@@ -372,11 +361,15 @@ class _TaskControl:
         resumed = {index: rows for index, rows in tasks.items() if rows}
 
         inner = self.source.inner if isinstance(self.source, FilteredInput) else self.source
+        incremental = None
         if isinstance(inner, SpooledInput):  # a query, run once here: workers read its spool
             reader: tuple[type[InputPlugin], Mapping[str, Any]] = (SpoolParts, SpoolParts.of(inner))
+        elif job.incremental is not None:  # the workers read after the last record
+            reader = (type(job.incremental.inner), job.input_config)
+            incremental = job.incremental.incremental
         else:
             reader = (type(job.raw_input), job.input_config)
-        payload = pack(Plugins(*reader, filters, type(job.output), task))
+        payload = pack(Plugins(*reader, filters, type(job.output), task, incremental))
 
         def work(board: TaskBoard) -> RemoteTask:
             return RemoteTask(
@@ -396,11 +389,15 @@ class _TaskControl:
             self.reports[outcome.index] = outcome.report
             if outcome.earlier:
                 outcome.report.details["rows_settled_before_a_retry"] = outcome.earlier
+            if outcome.last_record is not None and job.incremental is not None:
+                job.incremental.tracker.offer(outcome.last_record)
             if outcome.error is None:
                 self.committed[outcome.index] = True
                 if self.checkpoint is not None:
                     settled = tasks[outcome.index] + outcome.earlier + outcome.rows
                     self.checkpoint.update(outcome.index, settled=settled, done=True)
+                    if job.incremental is not None:
+                        self.checkpoint.record_input_diff(job.incremental.tracker.diff())
                 return
             errors.append(outcome.error)
             self.cancellation.cancel(outcome.error)

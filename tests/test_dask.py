@@ -257,12 +257,38 @@ def test_what_the_cluster_cannot_do_yet_is_refused_by_name(tmp_path, sandbox, cl
     path = job(tmp_path, sandbox, users(3), 10, only_changed=True)
     result = cli("run", path, "--no-progress")
     assert result.code != 0 and "out.only_changed: not with exec.type dask" in result.err
+
+
+def test_incremental_runs_on_the_cluster_send_only_new_rows(tmp_path, sandbox, cli) -> None:
+    first = users(1000).append_column("n", pa.array(range(1000), pa.int64()))
+    path = job(tmp_path, sandbox, first, 100)
     config = yaml.safe_load(path.read_text())
-    config["in"]["incremental"] = {"columns": ["uuid"]}
-    del config["out"]["only_changed"]
+    config["in"] = {"type": "file", "path": "data/*.parquet", "incremental": {"columns": ["n"]}}
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    result = cli("run", path, "--no-progress")
-    assert result.code == 2 and "in.incremental: not with exec.type dask" in result.err
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data.parquet").rename(tmp_path / "data" / "1.parquet")
+    diff = tmp_path / "diff.yml"
+    assert cli("run", path, "--no-progress", "-c", diff).code == 0
+    assert yaml.safe_load(diff.read_text())["in"]["incremental"]["last_record"] == [999]
+    more = pa.table(
+        {
+            "uuid": [f"u{i}" for i in range(1000, 1300)],
+            "email": [f"user{i}@example.com" for i in range(1000, 1300)],
+            "name": ["Grace"] * 300,
+            "n": pa.array(range(1000, 1300), pa.int64()),
+        }
+    )
+    pq.write_table(more, tmp_path / "data" / "2.parquet", row_group_size=100)
+    before = len(sandbox.requests)
+    result = cli("run", path, "--no-progress", "-c", diff, "--summary-json", tmp_path / "s2.json")
+    assert result.code == 0, result.err
+    second = json.loads((tmp_path / "s2.json").read_text())
+    assert second["rows"]["read"] == 300 and second["rows"]["accepted"] == 300
+    new = [u for r in sandbox.requests[before:] for u in r["body"]["users"]]
+    assert sorted(u["identifiers"]["uuid"] for u in new) == sorted(
+        f"u{i}" for i in range(1000, 1300)
+    )
+    assert yaml.safe_load(diff.read_text())["in"]["incremental"]["last_record"] == [1299]
 
 
 def test_resume_after_the_client_and_its_workers_are_killed(tmp_path, sandbox, cli) -> None:
