@@ -129,6 +129,22 @@ def test_a_query_runs_once_here_and_its_spool_parts_on_the_workers(
     assert sent == {f"u{i}" for i in range(1000) if i % 300}
 
 
+def test_a_partitioned_query_runs_on_the_workers(tmp_path, sandbox, cli) -> None:
+    path = job(tmp_path, sandbox, users(1000), 1000)
+    config = yaml.safe_load(path.read_text())
+    config["in"] = {
+        "type": "sql",
+        "query": "SELECT * FROM 'data.parquet'",
+        "partition_by": {"column": "uuid", "parts": 6},
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    code, summary, err = run(cli, path)
+    assert code == 0, err
+    assert (summary["tasks"], summary["tasks_committed"]) == (6, 6)
+    assert summary["rows"] == {"read": 1000, "accepted": 1000, "rejected": 0, "unsent": 0}
+    assert {p["identifiers"]["uuid"] for p in sandbox.profiles()} == {f"u{i}" for i in range(1000)}
+
+
 def test_the_rate_limit_holds_for_the_whole_cluster(tmp_path, sandbox, cli) -> None:
     # 120 requests a minute (2 a second) for the job: 12 tasks of one request each on 2
     # workers. Each task alone may send at 2/s; together they must too.

@@ -53,6 +53,10 @@ class SqlInput(InputPlugin):
         self.query: str = config["query"]
         self.batch_size: int = config["batch_size"]
         self._schema: pa.Schema | None = None
+        #: partition_by: the result in parts by a column's hash, each in a fixed order (all
+        #: its columns), so it reads the same twice: no spool, and tasks run in parallel.
+        self.partition: Mapping[str, Any] | None = config.get("partition_by")
+        self.replayable = self.partition is not None  # type: ignore[misc]
 
     def schema(self) -> pa.Schema:
         if self._schema is None:
@@ -63,6 +67,11 @@ class SqlInput(InputPlugin):
                 # rename duplicates (a, a -> a, a_1), hiding them from the host's check.
                 self._schema = pa.schema(
                     [pa.field(n, t) for n, t in zip(relation.columns, types, strict=True)]
+                )
+            if self.partition is not None and self.partition["column"] not in self._schema.names:
+                raise ConfigError(
+                    f"in.partition_by.column: {self.partition['column']!r} is not a column of "
+                    f"the query's result ({', '.join(self._schema.names)}); name one of them"
                 )
         return self._schema
 
@@ -86,10 +95,12 @@ class SqlInput(InputPlugin):
         )
 
     def task_count(self) -> int:
-        return 1
+        return int(self.partition["parts"]) if self.partition is not None else 1
 
     def describe_task(self, task_index: int) -> str:
-        return "query result"
+        if self.partition is None:
+            return "query result"
+        return f"query result, part {task_index + 1} of {self.partition['parts']}"
 
     def fingerprint(self) -> dict[str, Any]:
         """The query, and size and time of every file it names (quoted) or maps as a table."""
@@ -113,6 +124,10 @@ class SqlInput(InputPlugin):
             condition = incremental.sql_condition(self.schema(), _quoted) if incremental else None
             if condition is not None:  # pushed down: DuckDB skips what it can
                 relation = relation.filter(condition)
+            if self.partition is not None:
+                column, parts = _quoted(self.partition["column"]), int(self.partition["parts"])
+                relation = relation.filter(f"hash({column}) % {parts} = {task_index}")
+                relation = relation.order("ALL")  # the same rows in the same order each read
             try:
                 with relation.to_arrow_reader(batch_size=self.batch_size) as reader:
                     yield from rebatch(reader, self.batch_size)
