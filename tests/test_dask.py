@@ -48,6 +48,17 @@ def job(tmp_path: Path, sandbox: Any, table: pa.Table, group_rows: int, **out: A
     return path
 
 
+def start_run(path: Path, *options: object) -> subprocess.Popen[bytes]:
+    """``arrowbulk run PATH`` in a process of its own (to be signalled or killed)."""
+    command = "from arrowbulk.cli import entry; entry()"
+    return subprocess.Popen(
+        [sys.executable, "-c", command, "run", str(path), "--no-progress", *map(str, options)],
+        cwd=path.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def run(cli: Any, path: Path) -> tuple[int, dict[str, Any], str]:
     summary = path.with_name("summary.json")
     result = cli("run", path, "--no-progress", "--summary-json", summary)
@@ -215,21 +226,7 @@ def test_ctrl_c_stops_the_cluster_and_counts_the_rest_unsent(tmp_path, sandbox) 
     path = job(
         tmp_path, sandbox, users(2000), 250, max_records_per_request=50, max_requests_in_flight=1
     )
-    client = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from arrowbulk.cli import entry; entry()",
-            "run",
-            str(path),
-            "--no-progress",
-            "--summary-json",
-            str(tmp_path / "summary.json"),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    client = start_run(path, "--summary-json", tmp_path / "summary.json")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(sandbox.requests) < 4:
         time.sleep(0.02)
@@ -313,21 +310,7 @@ def test_resume_after_the_client_and_its_workers_are_killed(tmp_path, sandbox, c
         tmp_path, sandbox, users(2000), 500, max_records_per_request=100, max_requests_in_flight=1
     )
     state = tmp_path / "state.json"
-    client = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from arrowbulk.cli import entry; entry()",
-            "run",
-            str(path),
-            "--no-progress",
-            "--resume",
-            str(state),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    client = start_run(path, "--resume", state)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(sandbox.requests) < 6:
