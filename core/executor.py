@@ -249,13 +249,19 @@ def feed(
         fed.aside += len(records)
         page.reject(records)
 
+    # Looked at before each read, not after: a task started while the job stops reads
+    # nothing (a batch read and dropped is held by the error's traceback until the job
+    # ends: 38 tasks of a 2M-user file once held 500 MB that way).
+    stopped = TaskCancelled(f"task {index} stopped: the job is stopping")
+    if cancellation.is_cancelled():
+        raise stopped
     for batch in skip_rows(read_task(source, index, set_aside), skip):
-        if cancellation.is_cancelled():
-            raise TaskCancelled(f"task {index} stopped: the job is stopping")
         fed.rows += batch.num_rows
         if count is not None:
             count(batch.num_rows)
         page.add(batch)
+        if cancellation.is_cancelled():
+            raise stopped
     page.finish()
 
 

@@ -38,9 +38,13 @@ class CountingInput(InputPlugin):
     def task_count(self) -> int:
         return 3
 
+    #: Batches handed out, all tasks together (whether the host used them or not).
+    yielded: ClassVar[list[int]] = []
+
     def read(self, task_index: int):
         rows = self.config["rows"]
         for start in range(0, rows, 2):
+            CountingInput.yielded.append(task_index)
             yield pa.record_batch(
                 {"n": list(range(start, min(rows, start + 2)))}, schema=self.schema()
             )
@@ -179,3 +183,14 @@ def test_a_failed_task_stops_the_others_and_every_row_read_is_accounted_for(thre
     assert "add failed in task 1" in (summary.error or "")
     assert summary.rows_read == summary.accepted + summary.rejected_total + summary.unsent
     assert summary.tasks_committed < 3
+
+
+def test_tasks_started_after_the_job_stopped_read_nothing() -> None:
+    # One thread: task 0 fails at its first batch; tasks 1 and 2 start after the job stopped
+    # and must not read a batch they would drop (each one held by the error until the end).
+    CountingInput.yielded = []
+    summary = run_job({"fail_in": "add", "fail_task": 0}, threads=1)
+    assert summary.status == "failed"
+    assert CountingInput.yielded == [0]
+    assert summary.rows_read == 2  # the one batch read, accounted as unsent
+    assert summary.unsent == 2
