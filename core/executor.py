@@ -178,13 +178,7 @@ class RemoteTask:
             return TaskOutcome(index, report, fed.rows, fed.aside, skip - resumed, None, last)
         except Exception as error:
             cancellation.cancel(error)
-            if scope is not None:
-                try:
-                    scope.__exit__(type(error), error, error.__traceback__)
-                except Exception as cleanup_error:
-                    error.add_note(f"cleanup failed too: {cleanup_error!r}")
-            partial = scope.partial if scope is not None and scope.partial else TaskReport()
-            partial.settle(fed.rows + fed.aside + skip - resumed)
+            partial = aborted(scope, error, fed.rows + fed.aside + skip - resumed)
             return TaskOutcome(
                 index, partial, fed.rows, fed.aside, skip - resumed, picklable(error)
             )
@@ -217,6 +211,19 @@ class RemoteTask:
                 reason = self.board.stopping()
                 if reason is not None and not cancellation.is_cancelled():
                     cancellation.cancel(reason)
+
+
+def aborted(scope: TaskScope | None, error: BaseException, rows: int) -> TaskReport:
+    """Abort and close a failed task (a failure of either noted on ``error``); its partial
+    report, settled over the ``rows`` it was given."""
+    if scope is not None:
+        try:
+            scope.__exit__(type(error), error, error.__traceback__)  # abort, close
+        except BaseException as cleanup_error:  # noted on the error that stops the task
+            error.add_note(f"cleanup failed too: {cleanup_error!r}")
+    partial = scope.partial if scope is not None and scope.partial else TaskReport()
+    partial.settle(rows)
+    return partial
 
 
 @dataclass

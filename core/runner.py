@@ -34,6 +34,7 @@ from arrowbulk.executor import (
     TaskBoard,
     TaskCancelled,
     TaskOutcome,
+    aborted,
     feed,
     pack,
     read_task,
@@ -336,7 +337,10 @@ class _TaskControl:
             ThreadPoolExecutor(COMMIT_THREADS, thread_name_prefix="arrowbulk-commit") as commits,
         ):
             self._commit_pool = commits
-            futures = [pool.submit(self._run_task, task, i) for i in range(self.task_count)]
+            futures = [
+                pool.submit(self._run_task, task, index, skip)
+                for index, skip in self._tasks_to_run().items()
+            ]
             _first_error(futures)  # every task fed (or stopped)
             with self._lock:
                 futures += self._commit_futures
@@ -345,12 +349,10 @@ class _TaskControl:
             raise first_error
         return self.committed_reports()
 
-    def _run_remote(self, task: Any) -> list[TaskReport]:
-        """Every task on the executor's workers; their outcomes accounted here as they end."""
-        job = self.job
-        filters = [(type(f), c) for f, c in zip(job.filters, job.filter_configs, strict=True)]
-        errors: list[BaseException] = []
-        tasks: dict[int, int] = {}  # the tasks to run, and what earlier runs settled of each
+    def _tasks_to_run(self) -> dict[int, int]:
+        """Each task to run, with the rows earlier runs settled of it (``--resume``); a task
+        an earlier run committed counts committed, with nothing to do."""
+        tasks: dict[int, int] = {}
         for index in range(self.task_count):
             state = self.checkpoint.task(index) if self.checkpoint is not None else None
             if state is not None and state.done:
@@ -358,6 +360,21 @@ class _TaskControl:
                 self.committed[index] = True
             else:
                 tasks[index] = state.settled if state is not None else 0
+        return tasks
+
+    def _task_done(self, index: int, settled: int) -> None:
+        """A committed task in the resume state (with the incremental read's progress)."""
+        if self.checkpoint is not None:
+            self.checkpoint.update(index, settled=settled, done=True)
+            if self.job.incremental is not None:
+                self.checkpoint.record_input_diff(self.job.incremental.tracker.diff())
+
+    def _run_remote(self, task: Any) -> list[TaskReport]:
+        """Every task on the executor's workers; their outcomes accounted here as they end."""
+        job = self.job
+        filters = [(type(f), c) for f, c in zip(job.filters, job.filter_configs, strict=True)]
+        errors: list[BaseException] = []
+        tasks = self._tasks_to_run()
         resumed = {index: rows for index, rows in tasks.items() if rows}
 
         inner = self.source.inner if isinstance(self.source, FilteredInput) else self.source
@@ -393,23 +410,20 @@ class _TaskControl:
                 job.incremental.tracker.offer(outcome.last_record)
             if outcome.error is None:
                 self.committed[outcome.index] = True
-                if self.checkpoint is not None:
-                    settled = tasks[outcome.index] + outcome.earlier + outcome.rows
-                    self.checkpoint.update(outcome.index, settled=settled, done=True)
-                    if job.incremental is not None:
-                        self.checkpoint.record_input_diff(job.incremental.tracker.diff())
+                settled = tasks[outcome.index] + outcome.earlier + outcome.rows
+                self._task_done(outcome.index, settled)
                 return
             errors.append(outcome.error)
             self.cancellation.cancel(outcome.error)
 
         def on_progress(index: int, settled: int, in_doubt: int) -> None:
-            if self.checkpoint is not None:
+            # A mark drained after its task committed is older than the commit's: dropped.
+            if self.checkpoint is not None and not self.committed[index]:
                 self._track(index, settled, in_doubt)
 
         job.executor.run(work, tasks, on_outcome, on_progress)
-        first = next((e for e in errors if not isinstance(e, TaskCancelled)), None)
-        if first is not None or errors:
-            raise first or errors[0]
+        if errors:  # the task's own error over the others' echo of it
+            raise next((e for e in errors if not isinstance(e, TaskCancelled)), errors[0])
         if self.cancellation.is_cancelled():
             raise self.cancellation.reason or JobError("the job is stopping")
         return self.committed_reports()
@@ -469,23 +483,14 @@ class _TaskControl:
             self.rows_read, self.check_report = parallel.rows, report
             raise
 
-    def _run_task(self, task: Any, index: int) -> None:
-        """Feed one task (open, add every batch, finish), then hand it to be committed.
+    def _run_task(self, task: Any, index: int, skip: int) -> None:
+        """Feed one task (open, add every batch, finish), then hand it to be committed;
+        ``skip``: rows an earlier run settled.
 
         The host owns the task's lifetime across both: any error aborts it (abort unless
         committed) and close is always called, in :class:`TaskScope`.
         """
         fed = Fed()  # rows handed to the output so far; read by the error path too
-        skip = 0
-        if self.checkpoint is not None:
-            state = self.checkpoint.task(index)
-            if state.done:
-                self.reports[index], self.committed[index] = (
-                    TaskReport(details={"resumed_tasks_skipped": 1}),
-                    True,
-                )
-                return
-            skip = state.settled
         scope: TaskScope | None = None
         try:
             scope = TaskScope(self.job.output.open(task, self.schema, index))
@@ -514,10 +519,7 @@ class _TaskControl:
         report.settle(rows + aside)
         self.reports[index] = report  # the account first: a failing close cannot lose it
         self.committed[index] = True
-        if self.checkpoint is not None:
-            self.checkpoint.update(index, settled=skip + rows, done=True)
-            if self.job.incremental is not None:
-                self.checkpoint.record_input_diff(self.job.incremental.tracker.diff())
+        self._task_done(index, skip + rows)
         scope.__exit__(None, None, None)  # close
 
     def _fail_task(
@@ -525,14 +527,7 @@ class _TaskControl:
     ) -> None:
         # The whole job stops for this reason, known before abort() runs.
         self.cancellation.cancel(error)
-        if scope is not None:
-            try:
-                scope.__exit__(type(error), error, error.__traceback__)  # abort, close
-            except BaseException as cleanup_error:  # abort/close failed without an error to note on
-                error.add_note(f"cleanup failed too: {cleanup_error!r}")
-        partial = scope.partial if scope is not None and scope.partial else TaskReport()
-        partial.settle(rows)
-        self.reports[index] = partial
+        self.reports[index] = aborted(scope, error, rows)
 
     def _track(self, index: int, settled: int, in_doubt: int) -> None:
         """The page's progress into the state; a failed write stops the whole job."""

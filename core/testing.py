@@ -122,29 +122,26 @@ class _Hooks:
         self.classes = list(classes)
         self.__name__ = "arrowbulk.testing"
 
+    def _register(self, register: Any, kind: type) -> None:
+        for cls in self.classes:
+            if issubclass(cls, kind):
+                register(cls)
+
     @hookimpl(tryfirst=True)
     def register_input_plugins(self, register: Any) -> None:
-        for cls in self.classes:
-            if issubclass(cls, InputPlugin):
-                register(cls)
+        self._register(register, InputPlugin)
 
     @hookimpl(tryfirst=True)
     def register_filter_plugins(self, register: Any) -> None:
-        for cls in self.classes:
-            if issubclass(cls, FilterPlugin):
-                register(cls)
+        self._register(register, FilterPlugin)
 
     @hookimpl(tryfirst=True)
     def register_output_plugins(self, register: Any) -> None:
-        for cls in self.classes:
-            if issubclass(cls, OutputPlugin):
-                register(cls)
+        self._register(register, OutputPlugin)
 
     @hookimpl(tryfirst=True)
     def register_executor_plugins(self, register: Any) -> None:
-        for cls in self.classes:
-            if issubclass(cls, ExecutorPlugin):
-                register(cls)
+        self._register(register, ExecutorPlugin)
 
 
 class _Sink:

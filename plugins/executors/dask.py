@@ -36,8 +36,10 @@ from arrowbulk import (
 
 log = logging.getLogger(__name__)
 
-#: How often the client looks for ended tasks, the job's stop and the tasks' share.
+#: How often the client looks for ended tasks; the job's stop, the tasks' share and their
+#: watermarks are taken from the scheduler every PUBLISH_SECONDS.
 POLL_SECONDS = 0.05
+PUBLISH_SECONDS = 0.25
 
 
 class DaskBoard(TaskBoard):
@@ -199,26 +201,29 @@ class DaskExecutor(ExecutorPlugin):
             for index in tasks
         }
         futures = list(pending.values())
-        share = 0.0
-        stopped = False
+        share, stopped, looked = 0.0, False, 0.0
         try:
             while pending:
-                cancellation = self.context.cancellation
-                if cancellation.is_cancelled() and not stopped:
-                    board.stop(str(cancellation.reason or "stopped"))
-                    stopped = True
-                slots = sum(client.nthreads().values()) or 1
-                running = max(1, min(len(pending), slots))
-                if 1 / running != share:
-                    share = 1 / running
-                    board.set_share(share)
-                for index, settled, in_doubt in board.progress():
-                    on_progress(index, settled, in_doubt)
+                if time.monotonic() - looked >= PUBLISH_SECONDS:  # the scheduler, not each poll
+                    looked = time.monotonic()
+                    cancellation = self.context.cancellation
+                    if cancellation.is_cancelled() and not stopped:
+                        board.stop(str(cancellation.reason or "stopped"))
+                        stopped = True
+                    slots = sum(client.nthreads().values()) or 1
+                    running = max(1, min(len(pending), slots))
+                    if 1 / running != share:
+                        share = 1 / running
+                        board.set_share(share)
+                    for index, settled, in_doubt in board.progress():
+                        on_progress(index, settled, in_doubt)
                 done = [index for index, future in pending.items() if future.done()]
                 if not done:
                     time.sleep(POLL_SECONDS)
                 for index in done:
                     on_outcome(self._outcome(pending.pop(index), index, board, tasks[index]))
+            for index, settled, in_doubt in board.progress():  # the last marks, in order
+                on_progress(index, settled, in_doubt)
         finally:
             unfinished = [future for future in futures if not future.done()]
             if unfinished:

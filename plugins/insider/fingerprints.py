@@ -235,9 +235,10 @@ class FingerprintStore:
             return self._index
 
     def remember(self, chunk: tuple[int, int, int], hashed: Hashed) -> None:
-        """The check before sending hashed this chunk (task, first row, rows): the send pass
-        reads the same rows (the replayable contract, on which skipping the second validation
-        already relies) and takes the result instead of hashing again."""
+        """A chunk's hashes (task, first row, rows), made ahead by :meth:`hash_ahead`: the
+        page takes them, and after the check before sending, the send pass does (it reads the
+        same rows: the replayable contract, on which skipping the second validation already
+        relies) instead of hashing again."""
         with self._lock:
             self._chunks[chunk] = hashed
 
@@ -249,12 +250,6 @@ class FingerprintStore:
         """What ``remember`` holds for ``chunk``, left for the send pass to recall."""
         with self._lock:
             return self._chunks.get(chunk)
-
-    def hashed(self, batch: pa.RecordBatch) -> Hashed:
-        """A chunk's keys, which users changed, and the fingerprints of those."""
-        keys, values = self._hash(batch)
-        changed = ~self.unchanged(keys, values)
-        return Hashed(keys, changed, values[changed])
 
     def hash_ahead(self, task_index: int, first_row: int, batch: pa.RecordBatch) -> None:
         """Hash a whole input batch in one call (DuckDB's cost is mostly per call: steps of
@@ -477,7 +472,8 @@ class TaskChanges:
         self, batch: pa.RecordBatch, rows: np.ndarray, chunk: tuple[int, int, int]
     ) -> np.ndarray:
         """Per row of a chunk (``rows``: their positions in the task): did the user change?"""
-        hashed = self.store.recall(chunk) or self.store.hashed(batch)
+        hashed = self.store.recall(chunk)
+        assert hashed is not None, "the page hashes each batch ahead of its steps"
         keys, changed = hashed.keys, hashed.changed
         mask = pa.array(changed)
         with self._lock:

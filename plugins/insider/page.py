@@ -26,7 +26,7 @@ from arrowbulk.plugins.insider.job import (
     write_filter_reject,
     write_reject,
 )
-from arrowbulk.plugins.insider.steps import steps
+from arrowbulk.plugins.insider.steps import Selected, steps
 from arrowbulk.plugins.insider.validate import Issue, group_by_row
 from arrowbulk.plugins.insider.watermark import Watermark
 
@@ -103,8 +103,7 @@ class InsiderPage(PageOutput):
         their own (a few changed users per step would each pay a step's fixed costs)."""
         assert self.changes is not None
         self.changes.store.hash_ahead(self.task_index, self.rows, batch)  # unless checked
-        parts: list[pa.RecordBatch] = []
-        where: list[np.ndarray] = []
+        changed_rows = Selected()
         for source in steps(batch):
             first_row = self._received(source)
             positions = np.arange(first_row, self.rows, dtype=np.int64)
@@ -113,23 +112,17 @@ class InsiderPage(PageOutput):
             if not changed.all():
                 # Insider holds these users as they are: settled, nothing to prepare or send.
                 self.job.reporter.acknowledge(int(len(changed) - changed.sum()))
-            if changed.any():
-                parts.append(source.filter(pa.array(changed)))
-                where.append(positions[changed])
-        if not parts:  # every user unchanged: the rows are settled
+            changed_rows.add(source, positions, changed)
+        if not changed_rows:  # every user unchanged: the rows are settled
             with self.lock:
                 self._send([], queued_through=self.rows)
             self._report_progress()
             return
-        work = pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
-        positions = np.concatenate(where)
-        done = 0
-        for step in steps(work):
-            end = done + step.num_rows
+        work = list(changed_rows.steps())
+        for number, (step, positions) in enumerate(work):
             # Rows below the next step's first changed row are queued or settled.
-            through = int(positions[end]) if end < len(positions) else self.rows
-            self._work(step, positions[done:end], queued_through=through)
-            done = end
+            following = work[number + 1][1][0] if number + 1 < len(work) else self.rows
+            self._work(step, positions, queued_through=int(following))
 
     def _work(self, batch: pa.RecordBatch, positions: np.ndarray, queued_through: int) -> None:
         """Normalize, prepare, validate, encode and queue ``batch`` (``positions``: each of

@@ -27,7 +27,7 @@ from arrowbulk.plugins.insider.job import (
     write_reject,
 )
 from arrowbulk.plugins.insider.prepare import Prepared
-from arrowbulk.plugins.insider.steps import steps
+from arrowbulk.plugins.insider.steps import Selected, steps
 from arrowbulk.plugins.insider.validate import Issue, Verdict
 
 
@@ -62,21 +62,14 @@ class InsiderRecordCheck(_ByStep):
         # users of the whole batch are then checked together.
         self.store.hash_ahead(task_index, first_row, batch)
         self.rows += batch.num_rows
-        parts: list[pa.RecordBatch] = []
-        where: list[np.ndarray] = []
+        changed = Selected()
         for step in steps(batch):
             hashed = self.store.peek((task_index, first_row, step.num_rows))
             assert hashed is not None, "hash_ahead remembers every step"
-            if hashed.changed.any():
-                parts.append(step.filter(pa.array(hashed.changed)))
-                where.append(_rows(first_row, step)[hashed.changed])
+            changed.add(step, _rows(first_row, step), hashed.changed)
             first_row += step.num_rows
-        if parts:
-            changed = pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
-            positions, done = np.concatenate(where), 0
-            for step in steps(changed):
-                self._check(step, task_index, positions[done : done + step.num_rows])
-                done += step.num_rows
+        for step, positions in changed.steps():
+            self._check(step, task_index, positions)
 
     def _add_step(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
         self.rows += batch.num_rows

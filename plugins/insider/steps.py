@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import numpy as np
 import pyarrow as pa
 
 #: Rows encoded in one step. Larger steps amortise per-call overhead; smaller ones hold less
@@ -26,3 +27,32 @@ def steps(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
         rows = max(1, min(rows, int(CHUNK_BYTES // max(per_row, 1))))
     for start in range(0, batch.num_rows, rows):
         yield batch.slice(start, rows)
+
+
+class Selected:
+    """Rows picked from a batch's steps (with each one's place in the task), worked on in
+    steps of their own: a few picked rows per 16k-row step would each pay a step's fixed
+    costs (only_changed: 1% of users changed made day 2 15% slower that way)."""
+
+    def __init__(self) -> None:
+        self._parts: list[pa.RecordBatch] = []
+        self._where: list[np.ndarray] = []
+
+    def add(self, step: pa.RecordBatch, positions: np.ndarray, picked: np.ndarray) -> None:
+        """Keep the ``picked`` rows of ``step`` (``positions``: its rows' places)."""
+        if picked.any():
+            self._parts.append(step.filter(pa.array(picked)))
+            self._where.append(positions[picked])
+
+    def __bool__(self) -> bool:
+        return bool(self._parts)
+
+    def steps(self) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        """The kept rows, in steps, each with its rows' places in the task."""
+        if not self._parts:
+            return
+        rows = pa.Table.from_batches(self._parts).combine_chunks().to_batches()[0]
+        positions, done = np.concatenate(self._where), 0
+        for step in steps(rows):
+            yield step, positions[done : done + step.num_rows]
+            done += step.num_rows
