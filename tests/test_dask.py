@@ -71,7 +71,11 @@ def users(count: int, bad_every: int = 0) -> pa.Table:
         for i in range(count)
     ]
     return pa.table(
-        {"uuid": [f"u{i}" for i in range(count)], "email": emails, "name": ["Ada"] * count}
+        {
+            "uuid": [f"u{i}" for i in range(count)],
+            "email": emails,
+            "name": [f"Name {i}" for i in range(count)],
+        }
     )
 
 
@@ -82,7 +86,17 @@ def test_user_attributes_on_two_workers_account_for_every_row(tmp_path, sandbox,
     assert (rows["read"], rows["accepted"], rows["unsent"]) == (1000, 993, 0)
     assert rows["rejected"] == 7 and summary["rejected_by_reason"] == {"email: pattern": 7}
     assert (summary["tasks"], summary["tasks_committed"]) == (10, 10)
-    assert len(sandbox.profiles()) == 993
+    # What arrived, value by value, against the input as pyarrow reads it.
+    expected = {
+        row["uuid"]: (row["email"], row["name"])
+        for row in pq.read_table(tmp_path / "data.parquet").to_pylist()
+        if row["email"] != "not-an-email"
+    }
+    arrived = {
+        p["identifiers"]["uuid"]: (p["identifiers"]["email"], p["attributes"]["name"])
+        for p in sandbox.profiles()
+    }
+    assert arrived == expected
     # The workers' rejects, merged into the one reject file, in task order; no parts left.
     lines = [json.loads(x) for x in (tmp_path / "rejects.jsonl").read_text().splitlines()]
     assert [(x["task"], x["row"]) for x in lines] == [
