@@ -382,7 +382,9 @@ def main() -> None:
             if kind == "users":
                 # Every request pays the account's upsert limit (RateLimiter): a figure near it
                 # is the limiter's pace, not arrowbulk's speed (the ceiling peer has no limiter).
-                print(f"  Insider's upsert limit, 1,000 users a request: {UPSERT_USERS_PER_SECOND:,.0f} users/s")
+                print(
+                    f"  Insider's upsert limit, 1,000 users a request: {UPSERT_USERS_PER_SECOND:,.0f} users/s"
+                )
             peaks = {}
             for rows in args.rows:
                 path = dataset(kind, rows, args.values)
