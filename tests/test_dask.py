@@ -170,6 +170,26 @@ def test_a_partitioned_query_runs_on_the_workers(tmp_path, sandbox, cli) -> None
     assert {p["identifiers"]["uuid"] for p in sandbox.profiles()} == {f"u{i}" for i in range(1000)}
 
 
+def test_a_query_split_by_row_groups_runs_on_the_workers(tmp_path, sandbox, cli) -> None:
+    # Row groups of 100 users, tasks of about 300: 4 tasks, each worker scanning its own.
+    path = job(tmp_path, sandbox, users(1000, bad_every=250), 100)
+    config = yaml.safe_load(path.read_text())
+    config["in"] = {
+        "type": "sql",
+        "tables": {"people": "data.parquet"},
+        "query": "SELECT uuid, lower(email) AS email, name FROM people WHERE uuid <> 'u999'",
+        "split": {"table": "people", "rows_per_task": 300},
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    code, summary, err = run(cli, path)
+    assert code == 0, err
+    # 4 tasks, not the spool's one part of 999 rows: each worker ran the query for its part.
+    assert (summary["tasks"], summary["tasks_committed"]) == (4, 4)
+    assert summary["rows"] == {"read": 999, "accepted": 995, "rejected": 4, "unsent": 0}
+    sent = {p["identifiers"]["uuid"] for p in sandbox.profiles()}
+    assert sent == {f"u{i}" for i in range(999) if i % 250}
+
+
 def test_the_rate_limit_holds_for_the_whole_cluster(tmp_path, sandbox, cli) -> None:
     # 120 requests a minute (2 a second) for the job: 12 tasks of one request each on 2
     # workers. Each task alone may send at 2/s; together they must too.

@@ -195,6 +195,123 @@ def test_rebatch_keeps_every_row_in_order() -> None:
     assert pa.Table.from_batches(out).column("n").to_pylist() == list(range(11))
 
 
+def _lake(folder: Path) -> pa.Table:
+    """Three Parquet files of 1000 rows in row groups of 300 (as Spark writes a folder),
+    and a small lookup table."""
+    (folder / "lake").mkdir()
+    parts = []
+    for f in range(3):
+        ids = list(range(f * 1000, f * 1000 + 1000))
+        part = pa.table(
+            {"id": ids, "c": [i % 5 for i in ids], "tags": [[f"t{i % 3}"] for i in ids]}
+        )
+        pq.write_table(part, folder / "lake" / f"part-{f:05d}.snappy.parquet", row_group_size=300)
+        parts.append(part)
+    pq.write_table(pa.table({"c": [0, 1, 2], "label": ["a", "b", "c"]}), folder / "small.parquet")
+    return pa.concat_tables(parts)
+
+
+def test_sql_split_runs_the_query_per_row_group_range_with_every_row_once(tmp_path: Path) -> None:
+    from arrowbulk.plugins.sql.input import SqlInput
+    from arrowbulk.spi import RunContext
+
+    _lake(tmp_path)
+    query = "SELECT id, label, tags FROM u JOIN s USING (c) WHERE id % 7 <> 0"
+    tables = {"u": "lake/*.parquet", "s": "small.parquet"}
+    config = {"type": "sql", "batch_size": 128, "tables": tables, "query": query}
+    whole = read_all(config, tmp_path)
+    split = SqlInput(
+        {**config, "split": {"table": "u", "rows_per_task": 500}}, RunContext("r", tmp_path)
+    )
+    # Row groups 300/300/300/100 per file, whole groups up to at least 500 rows: a task may
+    # end in the next file.
+    assert split.replayable and split.task_count() == 5
+    assert split.describe_task(1) == (
+        "query result over u, part 2 of 5 (part-00000.snappy.parquet rows 600-999, "
+        "part-00001.snappy.parquet rows 0-299)"
+    )
+    parts = [pa.Table.from_batches(list(split.read(i)), split.schema()) for i in range(5)]
+    assert all(len(p) for p in parts)
+    # Every row of the whole query in exactly one part; each part the same when read again.
+    assert pa.concat_tables(parts).sort_by("id").equals(whole.sort_by("id"))
+    again = [pa.Table.from_batches(list(split.read(i)), split.schema()) for i in range(5)]
+    assert all(a.equals(b) for a, b in zip(parts, again, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("query", "refusal"),
+    [
+        ("SELECT c, count(*) AS n FROM u GROUP BY c", r"combines rows of u \(HASH_GROUP_BY\)"),
+        ("SELECT DISTINCT c FROM u", r"combines rows of u \(HASH_GROUP_BY\)"),
+        ("SELECT * FROM u LIMIT 3", r"combines rows of u \(STREAMING_LIMIT\)"),
+        ("SELECT id, row_number() OVER () AS n FROM u", r"combines rows of u \(STREAMING_WINDOW\)"),
+        ("SELECT * FROM u WHERE id > (SELECT avg(id) FROM u)", r"combines rows of u"),
+        ("SELECT s.* FROM s LEFT JOIN u USING (c)", r"combines rows of u \(HASH_JOIN LEFT\)"),
+        ("SELECT * FROM s WHERE c IN (SELECT c FROM u)", r"combines rows of u \(HASH_JOIN SEMI\)"),
+        ("SELECT a.id FROM u AS a JOIN u AS b USING (id)", r"reads u 2 times"),
+        ("SELECT label FROM s", r"reads u 0 times"),
+    ],
+)
+def test_sql_split_refuses_a_query_whose_parts_would_differ(
+    tmp_path: Path, query: str, refusal: str
+) -> None:
+    from arrowbulk import ConfigError
+    from arrowbulk.plugins.sql.input import SqlInput
+    from arrowbulk.spi import RunContext
+
+    _lake(tmp_path)
+    config = {
+        "type": "sql",
+        "batch_size": 128,
+        "tables": {"u": "lake/*.parquet", "s": "small.parquet"},
+        "query": query,
+        "split": {"table": "u", "rows_per_task": 500},
+    }
+    with pytest.raises(ConfigError, match=refusal):
+        SqlInput(config, RunContext("r", tmp_path)).schema()
+    # Queries that keep each row of u on its own are split.
+    kept = {
+        **config,
+        "query": "SELECT u.* FROM u LEFT JOIN s USING (c) WHERE c IN (SELECT c FROM s)",
+    }
+    assert SqlInput(kept, RunContext("r", tmp_path)).schema().names == ["id", "c", "tags"]
+
+
+def test_sql_split_config_errors_name_the_key(tmp_path: Path) -> None:
+    from arrowbulk import ConfigError
+    from arrowbulk.plugins.sql.input import SqlInput
+    from arrowbulk.spi import RunContext
+
+    _lake(tmp_path)
+    (tmp_path / "t.csv").write_text("id\n1\n")
+    base = {"type": "sql", "batch_size": 128, "query": "SELECT * FROM u"}
+    cases = [
+        (
+            {"tables": {"u": "lake/*.parquet"}, "split": {"table": "v"}},
+            r"in\.split\.table: 'v' is not a name of in\.tables \(u\)",
+        ),
+        (
+            {"tables": {"u": "t.csv"}, "split": {"table": "u"}},
+            r"in\.split\.table: u must be Parquet files",
+        ),
+        (
+            {"tables": {"u": "nothing/*.parquet"}, "split": {"table": "u"}},
+            r"in\.split\.table: no file matches u",
+        ),
+        (
+            {
+                "tables": {"u": "lake/*.parquet"},
+                "split": {"table": "u"},
+                "partition_by": {"column": "id", "parts": 2},
+            },
+            r"in\.split: not with in\.partition_by",
+        ),
+    ]
+    for extra, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            SqlInput({**base, **extra}, RunContext("r", tmp_path)).task_count()
+
+
 def test_sql_partition_by_splits_the_result_into_parts_read_the_same_twice(
     tmp_path: Path,
 ) -> None:

@@ -3,7 +3,8 @@
 DuckDB plays the role ``td query`` plays for Treasure Data: the query runs embedded, file
 names in it are found relative to the config file (DuckDB's ``file_search_path``), and the
 result streams through ``to_arrow_reader`` so memory stays bounded by DuckDB's own buffers
-and one batch. One query is one task.
+and one batch. One query is one task, unless ``partition_by`` splits its result by a
+column's hash or ``split`` runs it once per range of a Parquet table's row groups (:mod:`split`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from arrowbulk import (
     ConfigError,
@@ -25,10 +27,21 @@ from arrowbulk import (
     load_schema,
     rebatch,
 )
+from arrowbulk.plugins.sql.split import (
+    Span,
+    check_per_row,
+    describe,
+    row_group_ranges,
+    table_files,
+    view_sql,
+)
 
 if TYPE_CHECKING:
     import duckdb
 
+
+#: in.split.rows_per_task's default: a task of a million rows is seconds of work.
+DEFAULT_ROWS_PER_TASK = 1_000_000
 
 # A quoted name in a query that looks like a file DuckDB would read: 'users.parquet', 'x/*.csv'.
 _QUOTED_FILE = re.compile(
@@ -56,7 +69,37 @@ class SqlInput(InputPlugin):
         #: partition_by: the result in parts by a column's hash, each in a fixed order (all
         #: its columns), so it reads the same twice: no spool, and tasks run in parallel.
         self.partition: Mapping[str, Any] | None = config.get("partition_by")
-        self.replayable = self.partition is not None  # type: ignore[misc]
+        #: split: the query run once per range of a Parquet table's row groups (split.py).
+        self.split: Mapping[str, Any] | None = config.get("split")
+        self._ranges: tuple[list[str], list[list[Span]]] | None = None
+        if self.split is not None:
+            self._check_split(config)
+        self.replayable = self.partition is not None or self.split is not None  # type: ignore[misc]
+
+    def _check_split(self, config: Mapping[str, Any]) -> None:
+        assert self.split is not None
+        if self.partition is not None:
+            raise ConfigError(
+                "in.split: not with in.partition_by; choose one (split cuts a Parquet table's "
+                "row groups, partition_by the query's result)"
+            )
+        tables = config.get("tables", {})
+        if self.split["table"] not in tables:
+            raise ConfigError(
+                f"in.split.table: {self.split['table']!r} is not a name of in.tables "
+                f"({', '.join(tables) or 'none'}); map the Parquet files to a name there and "
+                "read that name in the query"
+            )
+
+    def _split_ranges(self) -> tuple[list[str], list[list[Span]]]:
+        """The split table's files, and each task's spans of them."""
+        if self._ranges is None:
+            assert self.split is not None
+            table = self.split["table"]
+            files = table_files(self.context.resolve(self.config["tables"][table]), table)
+            rows = int(self.split.get("rows_per_task", DEFAULT_ROWS_PER_TASK))
+            self._ranges = files, row_group_ranges(files, rows, table)
+        return self._ranges
 
     def schema(self) -> pa.Schema:
         if self._schema is None:
@@ -68,12 +111,27 @@ class SqlInput(InputPlugin):
                 self._schema = pa.schema(
                     [pa.field(n, t) for n, t in zip(relation.columns, types, strict=True)]
                 )
+            if self.split is not None:
+                self._check_per_row()
             if self.partition is not None and self.partition["column"] not in self._schema.names:
                 raise ConfigError(
                     f"in.partition_by.column: {self.partition['column']!r} is not a column of "
                     f"the query's result ({', '.join(self._schema.names)}); name one of them"
                 )
         return self._schema
+
+    def _check_per_row(self) -> None:
+        """The query's plan, with the split table as an empty Arrow table of its schema."""
+        import duckdb
+
+        assert self.split is not None
+        files, _ = self._split_ranges()
+        probe = pq.read_schema(files[0]).empty_table()
+        with self._connect(probe=probe) as connection:
+            try:
+                check_per_row(connection, self.query, self.split["table"])
+            except duckdb.Error as error:
+                raise ConfigError(f"in.query: {_message(error)}") from None
 
     def _relation(self, connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
         """The query, with 128-bit integers carried exactly as text.
@@ -95,9 +153,17 @@ class SqlInput(InputPlugin):
         )
 
     def task_count(self) -> int:
+        if self.split is not None:
+            return len(self._split_ranges()[1])
         return int(self.partition["parts"]) if self.partition is not None else 1
 
     def describe_task(self, task_index: int) -> str:
+        if self.split is not None:
+            ranges = self._split_ranges()[1]
+            return (
+                f"query result over {self.split['table']}, part {task_index + 1} of "
+                f"{len(ranges)} ({describe(ranges[task_index])})"
+            )
         if self.partition is None:
             return "query result"
         return f"query result, part {task_index + 1} of {self.partition['parts']}"
@@ -118,7 +184,7 @@ class SqlInput(InputPlugin):
     def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
         import duckdb
 
-        with self._connect() as connection:
+        with self._connect(task_index if self.split is not None else None) as connection:
             relation = self._relation(connection)
             incremental = Incremental.of(self.config)
             condition = incremental.sql_condition(self.schema(), _quoted) if incremental else None
@@ -127,6 +193,7 @@ class SqlInput(InputPlugin):
             if self.partition is not None:
                 column, parts = _quoted(self.partition["column"]), int(self.partition["parts"])
                 relation = relation.filter(f"hash({column}) % {parts} = {task_index}")
+            if self.replayable:
                 relation = relation.order("ALL")  # the same rows in the same order each read
             try:
                 with relation.to_arrow_reader(batch_size=self.batch_size) as reader:
@@ -134,7 +201,11 @@ class SqlInput(InputPlugin):
             except duckdb.Error as error:
                 raise JobError(f"in.query failed while streaming: {_message(error)}") from None
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
+    def _connect(
+        self, task_index: int | None = None, probe: pa.Table | None = None
+    ) -> duckdb.DuckDBPyConnection:
+        """A connection with the tables as views; with ``split``, the split table as task
+        ``task_index`` sees it (or, for the plan check, as ``probe``)."""
         import duckdb  # imported when used: it costs 60 MB of memory and a second to load
 
         _check_one_select(self.query)
@@ -156,9 +227,17 @@ class SqlInput(InputPlugin):
                 connection.execute(f"SET threads = {int(self.config['threads'])}")
             if "memory_limit" in self.config:
                 connection.execute("SET memory_limit = ?", [self.config["memory_limit"]])
+            split_table = self.split["table"] if self.split is not None else None
             for name, path_text in self.config.get("tables", {}).items():
                 source = str(self.context.resolve(path_text)).replace("'", "''")
-                connection.execute(f"CREATE TEMP VIEW \"{name}\" AS SELECT * FROM '{source}'")
+                view = f"SELECT * FROM '{source}'"
+                if name == split_table and probe is not None:
+                    connection.register(name, probe)
+                    continue
+                if name == split_table and task_index is not None:
+                    files, ranges = self._split_ranges()
+                    view = view_sql(ranges[task_index], files)
+                connection.execute(f'CREATE TEMP VIEW "{name}" AS {view}')
             # The query reads files only below the folders the job names, and can change no
             # setting (a query is data to the job, not code that may write or fetch).
             connection.execute("SET allowed_directories = ?", [self._allowed_directories()])
