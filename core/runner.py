@@ -111,6 +111,7 @@ class Job:
         self.max_threads: int = exec_config.get("max_threads") or os.cpu_count() or 1
         self.spool_dir: str | None = exec_config.get("spool_dir")
         self.input: InputPlugin = input_cls(self.input_config, self.context)
+        self.plugin_input = self.input  # the plugin itself, under the wrappers below
         filter_classes = [
             registry.filter_class(config["type"], f"filters[{i}]")
             for i, config in enumerate(pipeline.filters)
@@ -215,11 +216,20 @@ class Job:
         task = self.output.check(self.output_config, schema, context)
         check = self.output.record_check(task, schema)
         figures = None
-        if check is not None:
-            figures = ParallelCheck.of(
-                self.output, task, schema, check, self.input, self.max_threads, self.cancellation
-            ).run()
-        return Validation(schema, self.input.task_count(), figures)
+        try:
+            if check is not None:
+                figures = ParallelCheck.of(
+                    self.output,
+                    task,
+                    schema,
+                    check,
+                    self.input,
+                    self.max_threads,
+                    self.cancellation,
+                ).run()
+            return Validation(schema, self.input.task_count(), figures)
+        finally:
+            self.plugin_input.close()
 
     def run(self) -> JobSummary:
         """Run the job; the summary says how it ended (an error is kept on ``.exception``)."""
@@ -280,6 +290,7 @@ class Job:
             if lock is not None:
                 lock.release()
             self.executor.close()
+            self.plugin_input.close()
         return summary
 
     def _why_stopped(self, error: BaseException) -> BaseException:

@@ -187,6 +187,11 @@ class InputPlugin(PluginBase):
         """How many rows the input holds, if known without reading it (for a percentage)."""
         return None
 
+    def close(self) -> None:
+        """The job is over (its tasks' reads have ended): release what the input held for the
+        whole job, such as a database snapshot its tasks share. Called once, in the process
+        that ran the job's transaction, whatever the outcome. Default: nothing."""
+
     def fingerprint(self) -> dict[str, Any] | None:
         """What identifies the rows this input yields (files, sizes, times), for ``--resume``.
 

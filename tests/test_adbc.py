@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -220,3 +221,113 @@ def test_sqlite_and_clear_errors(tmp_path: Path, postgres: str) -> None:
     with pytest.raises(arrowbulk.ConfigError, match=r"in\.uri: cannot connect") as failed:
         collect({"type": "adbc", "driver": "postgresql", "uri": secret_uri, "query": "SELECT 1"})
     assert "s3cret-pw" not in str(failed.value)
+
+
+def _partitioned(postgres: str, column: str = "id", **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "adbc",
+        "driver": "postgresql",
+        "uri": postgres,
+        "query": "SELECT 'u' || coalesce(id, -1) AS uuid, id, name, seen FROM people",
+        "batch_size": 64,
+        "partition_by": {"column": column, "parts": 4},
+        **extra,
+    }
+
+
+def _people(postgres: str) -> None:
+    sql(
+        postgres,
+        "DROP TABLE IF EXISTS people",
+        "CREATE TABLE people (id bigint, name text, seen timestamptz)",
+        "INSERT INTO people SELECT i, 'Name ' || i, timestamptz '2026-01-01' + i * interval '1 hour'"
+        " FROM generate_series(1, 1000) AS i",
+        "INSERT INTO people VALUES (NULL, 'no id', NULL)",
+    )
+
+
+@pytest.mark.parametrize("column", ["id", "seen"])
+def test_partition_by_reads_ranges_of_one_snapshot_the_same_twice(
+    postgres: str, column: str
+) -> None:
+    from arrowbulk import JobError
+    from arrowbulk.plugins.adbc.input import AdbcInput
+    from arrowbulk.spi import RunContext
+
+    _people(postgres)
+    source = AdbcInput(_partitioned(postgres, column), RunContext("r", Path.cwd()))
+    assert source.replayable and source.task_count() == 4  # the snapshot is exported here
+    assert source.describe_task(3).startswith(f'the postgresql query, part 4 of 4 ("{column}" >= ')
+    # A row written after the job's snapshot is in no task; the tasks read it the same twice.
+    sql(
+        postgres,
+        "INSERT INTO people VALUES (5000, 'late', now())",
+        "DELETE FROM people WHERE id = 7",
+    )
+    parts = [pa.Table.from_batches(list(source.read(i)), source.schema()) for i in range(4)]
+    again = [pa.Table.from_batches(list(source.read(i)), source.schema()) for i in range(4)]
+    assert all(a.equals(b) for a, b in zip(parts, again, strict=True))
+    names = [n for part in parts for n in part.column("name").to_pylist()]
+    assert sorted(names) == sorted([f"Name {i}" for i in range(1, 1001)] + ["no id"])
+    assert all(len(part) >= 200 for part in parts)  # equal widths of the column's range
+    # The job's end releases the snapshot: its transaction is gone, no task can import it.
+    source.close()
+    with pytest.raises(JobError, match=r"in\.partition_by: task 1 cannot read the job's snapshot"):
+        list(source.read(0))
+
+
+def test_partition_by_config_errors_name_the_key(postgres: str, tmp_path: Path) -> None:
+    from arrowbulk import ConfigError
+    from arrowbulk.plugins.adbc.input import AdbcInput
+    from arrowbulk.spi import RunContext
+
+    _people(postgres)
+    context = RunContext("r", tmp_path)
+    cases = [
+        (_partitioned(postgres, "nope"), r"in\.partition_by\.column: 'nope' is not a column"),
+        (_partitioned(postgres, "name"), r"in\.partition_by\.column: name is string; ranges need"),
+        (
+            {**_partitioned(postgres), "driver": "sqlite", "uri": str(tmp_path / "x.db")},
+            r"in\.partition_by: postgresql only",
+        ),
+    ]
+    for config, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            AdbcInput(config, context).task_count()
+
+
+def test_partition_by_with_the_record_check_on_a_cluster_and_no_resume(
+    postgres: str, tmp_path: Path, sandbox
+) -> None:
+    pytest.importorskip("distributed")
+    _people(postgres)
+    config = {
+        "in": _partitioned(postgres),
+        "exec": {"type": "dask", "workers": 2},
+        "filters": [{"type": "columns", "drop": ["id", "seen"]}],
+        "out": {
+            "type": "insider",
+            "api_key": API_KEY,
+            "partner_name": PARTNER,
+            "endpoint": sandbox.url,
+            "reject_file": str(tmp_path / "rejects.jsonl"),
+        },
+    }
+    # Defaults: every record checked (the client reads each range), then the workers read
+    # their ranges again, on the same snapshot.
+    summary = arrowbulk.run(config)
+    assert (summary.tasks, summary.rows_read, summary.accepted) == (4, 1001, 1001)
+    uuids = {p["identifiers"]["uuid"] for p in sandbox.profiles()}
+    assert uuids == {f"u{i}" for i in range(1, 1001)} | {"u-1"}
+    with pytest.raises(
+        arrowbulk.ConfigError, match=r"--resume: in\.partition_by reads ranges of the live database"
+    ):
+        arrowbulk.run(config, resume=tmp_path / "state.json")
+    # Nothing of the job is left open on the server.
+    import adbc_driver_postgresql.dbapi as pg
+
+    with pg.connect(postgres) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"
+        )
+        assert cursor.fetchone() == (0,)

@@ -8,7 +8,10 @@ number); ``json``/``jsonb`` stay JSON (Arrow's json type): files write the JSON 
 insider output refuses them (Insider takes no objects), naming the column.
 
 The query runs once per job (``replayable = False``: the host spools it), the connection
-string is a secret, and an incremental condition goes into the query.
+string is a secret, and an incremental condition goes into the query. With ``partition_by``
+(PostgreSQL) it runs once per range of a column instead, each task in its own transaction on
+one snapshot the job exports and holds (:mod:`partitions`): the tasks together see one state
+of the database, read it the same way twice, and on a cluster each worker runs its range.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from arrowbulk import (
     load_schema,
     rebatch,
 )
+from arrowbulk.plugins.adbc.partitions import Snapshot
 
 _DRIVERS = {
     "postgresql": ("adbc_driver_postgresql.dbapi", "adbc-driver-postgresql"),
@@ -57,12 +61,62 @@ class AdbcInput(InputPlugin):
         self.query: str = config["query"].strip().rstrip(";")
         self.batch_size: int = config["batch_size"]
         self._schema: pa.Schema | None = None
+        self.partition: Mapping[str, Any] | None = config.get("partition_by")
+        if self.partition is not None and self.driver != "postgresql":
+            raise ConfigError(
+                "in.partition_by: postgresql only (its tasks share an exported snapshot); "
+                "remove it for sqlite"
+            )
+        # Within one job the ranges read one snapshot, the same twice: no spool. (A resume is
+        # another job, on another snapshot: fingerprint() stays None, so --resume refuses.)
+        self.replayable = self.partition is not None  # type: ignore[misc]
+        self._snapshot: Snapshot | None = None
 
     def task_count(self) -> int:
-        return 1
+        if self.partition is None:
+            return 1
+        return len(self._shared_snapshot().ranges)
 
     def describe_task(self, task_index: int) -> str:
-        return f"the {self.driver} query"
+        if self.partition is None:
+            return f"the {self.driver} query"
+        condition = self._shared_snapshot().ranges[task_index]
+        return f"the {self.driver} query, part {task_index + 1} of {self.partition['parts']} ({condition})"
+
+    def _shared_snapshot(self) -> Snapshot:
+        """The job's snapshot and ranges: exported on first use, in the job's process; a
+        task on a worker gets them with the plugin (its connection stays behind)."""
+        if self._snapshot is None:
+            assert self.partition is not None
+            self._snapshot = Snapshot.export(
+                lambda: self._connect(autocommit=True),
+                self.query,
+                self.schema(),
+                self.partition["column"],
+                int(self.partition["parts"]),
+            )
+        return self._snapshot
+
+    def close(self) -> None:
+        if self._snapshot is not None:
+            self._snapshot.release()
+
+    def fingerprint(self) -> dict[str, Any] | None:
+        if self.partition is not None:
+            raise ConfigError(
+                "--resume: in.partition_by reads ranges of the live database on the job's own "
+                "snapshot, and a new run has a new one (rows may have moved between ranges); "
+                "run without --resume, or remove partition_by (the query is then spooled, and a "
+                "resume reads the spool)"
+            )
+        return None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The snapshot travels by its id and ranges; its exporting connection stays here.
+        state = dict(self.__dict__)
+        if self._snapshot is not None:
+            state["_snapshot"] = self._snapshot.detached()
+        return state
 
     def schema(self) -> pa.Schema:
         if self._schema is None:
@@ -92,7 +146,11 @@ class AdbcInput(InputPlugin):
         condition = incremental.sql_condition(schema, _quoted) if incremental else None
         if condition is not None:  # pushed down: the database reads only what is newer
             query = f"SELECT * FROM ({query}) AS arrowbulk_query WHERE {condition}"
-        with self._connect() as connection, connection.cursor() as cursor:
+        snapshot = self._shared_snapshot() if self.partition is not None else None
+        connection = self._connect(autocommit=snapshot is not None)
+        with connection, connection.cursor() as cursor:
+            if snapshot is not None:
+                query = snapshot.enter(cursor, query, task_index)
             self._execute(cursor, query)
             try:
                 reader = cursor.fetch_record_batch()
@@ -101,7 +159,7 @@ class AdbcInput(InputPlugin):
             except Exception as error:  # any driver error while streaming
                 raise JobError(f"in.query failed while streaming: {_message(error)}") from None
 
-    def _connect(self) -> Any:
+    def _connect(self, autocommit: bool = False) -> Any:
         module_name, package = _DRIVERS[self.driver]
         try:
             module = importlib.import_module(module_name)
@@ -111,7 +169,8 @@ class AdbcInput(InputPlugin):
                 f"'arrowbulk[adbc]' (or pip install {package})"
             ) from None
         try:
-            return module.connect(self.uri)
+            # autocommit: the tasks of partition_by run their own BEGIN ... (a snapshot's).
+            return module.connect(self.uri, autocommit=autocommit)
         except Exception as error:  # the driver's own error classes
             raise ConfigError(f"in.uri: cannot connect ({_message(error)})") from None
 
