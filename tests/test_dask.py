@@ -136,6 +136,55 @@ def test_user_events_and_audiences_on_two_workers(tmp_path, sandbox, cli) -> Non
     )
 
 
+def test_every_attribute_operation_on_two_workers(tmp_path, sandbox, cli) -> None:
+    # Tasks of 50 rows; per-row operations (identity delete, anonymize) under fast limits.
+    fast = {"rate_limits": {"identity_delete": 25000, "anonymize": 25000}}
+    seeded = users(200).append_column("tier", pa.array(["gold"] * 200))
+    code, summary, err = run(cli, job(tmp_path, sandbox, seeded, 50))
+    assert code == 0 and summary["rows"]["accepted"] == 200, err
+
+    def operate(table: pa.Table, operation: str) -> dict[str, Any]:
+        code, summary, err = run(
+            cli, job(tmp_path, sandbox, table, 50, attribute_operation=operation, **fast)
+        )
+        assert code == 0, err
+        assert summary["tasks"] == summary["tasks_committed"] == -(-len(table) // 50)
+        assert summary["rows"] == {
+            "read": len(table),
+            "accepted": len(table),
+            "rejected": 0,
+            "unsent": 0,
+        }
+        return {
+            p["identifiers"].get("uuid", p["attributes"].get("name")): p for p in sandbox.profiles()
+        }
+
+    tags = pa.table({"uuid": [f"u{i}" for i in range(200)], "tags": ["['x', 'y']"] * 200})
+    profiles = operate(tags, "REPLACE_ATTRIBUTES")
+    assert all(profiles[f"u{i}"]["attributes"]["custom"]["tags"] == ["x", "y"] for i in range(200))
+
+    names = pa.table({"uuid": [f"u{i}" for i in range(100)], "name": ["x"] * 100})
+    profiles = operate(names, "DELETE_ATTRIBUTES")
+    assert [("name" in profiles[f"u{i}"]["attributes"]) for i in (0, 99, 100, 199)] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+
+    emails = pa.table({"email": [f"user{i}@example.com" for i in range(40)]})
+    profiles = operate(emails, "DELETE_IDENTIFIERS")
+    assert all("email" not in profiles[f"u{i}"]["identifiers"] for i in range(40))
+    assert profiles["u40"]["identifiers"]["email"] == "user40@example.com"
+    assert sum(r["path"] == "/api/user/v1/identity" for r in sandbox.requests) == 40
+
+    forgotten = pa.table({"uuid": [f"u{i}" for i in range(150, 200)]})
+    profiles = operate(forgotten, "DELETE_PII")
+    assert sum(r["path"] == "/api/user/v1/anonymize" for r in sandbox.requests) == 50
+    assert len([p for p in sandbox.profiles() if not p["identifiers"]]) == 50
+    assert "u149" in profiles and "u150" not in profiles
+
+
 def test_a_query_runs_once_here_and_its_spool_parts_on_the_workers(
     tmp_path, sandbox, cli, monkeypatch
 ) -> None:
