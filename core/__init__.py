@@ -21,7 +21,7 @@ from arrowbulk.executor import ExecutorPlugin, RemoteTask, TaskBoard, TaskOutcom
 from arrowbulk.hookspecs import hookimpl
 from arrowbulk.incremental import Incremental
 from arrowbulk.jsonable import NotJson, jsonable, non_finite
-from arrowbulk.rejects import RejectWriteError, RejectWriter
+from arrowbulk.rejects import RejectWriteError, RejectWriter, source_record
 from arrowbulk.resources import load_schema
 from arrowbulk.secret import Secret
 from arrowbulk.spi import (
@@ -92,6 +92,7 @@ __all__ = [
     "plain_type",
     "rebatch",
     "run",
+    "source_record",
     "write_atomically",
     "yes_no",
 ]

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from arrowbulk.errors import JobError
+from arrowbulk.rejects import source_record
 from arrowbulk.spi import FilterPlugin, FilterReject, FilterValueError, InputPlugin, SetAside
 
 #: Receives the records filters set aside from one batch, with how many rows were kept before
@@ -139,7 +140,7 @@ class FilteredInput(InputPlugin):
                     rule=item.rule,
                     message=f"filter {plugin.type_name}, column {item.column}: "
                     f"{item.value!r} {item.problem}",
-                    record=record.to_pylist()[0],
+                    record=source_record(record, 0),
                     where=self._where(task_index, first_row, at),
                 )
             )

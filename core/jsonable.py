@@ -26,7 +26,7 @@ class NotJson(ValueError):
 
 _UNIT_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 #: 0001-01-01T00:00:00 and 10000-01-01T00:00:00, in seconds since the epoch.
-_FIRST_SECOND, _END_SECOND = -62_135_596_800, 253_402_300_800
+FIRST_SECOND, END_SECOND = -62_135_596_800, 253_402_300_800
 
 
 def jsonable(array: pa.Array) -> pa.Array:
@@ -121,7 +121,7 @@ def _timestamp_text(array: pa.Array) -> pa.Array:
     ticks = array.cast(pa.int64())
     low, high = pc.min_max(ticks).values()
     if low.is_valid and (
-        low.as_py() < _FIRST_SECOND * per_second or high.as_py() >= _END_SECOND * per_second
+        low.as_py() < FIRST_SECOND * per_second or high.as_py() >= END_SECOND * per_second
     ):
         raise NotJson(
             "a timestamp outside the years 1-9999 has no ISO 8601 form (DuckDB's 'infinity' is "

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
 from arrowbulk.errors import JobError
 from arrowbulk.secret import scrub
@@ -122,3 +123,26 @@ class RejectWriter:
                 "unrecorded. Free space or fix the folder, then rerun (with --resume to continue)"
             )
             raise self.failed from None
+
+
+def source_record(rows: pa.RecordBatch | pa.Table, row: int) -> dict[str, Any]:
+    """Row ``row`` as the reject file's ``record``: Python values, which the writer turns to
+    JSON. A value Python cannot hold (a timestamp past year 9999, nanoseconds without pandas)
+    is written as Arrow's text of it: a record is rejected because of such values, and its
+    line must not fail for them."""
+    one = rows.slice(row, 1)
+    try:
+        found: dict[str, Any] = one.to_pylist()[0]
+        return found
+    except (ValueError, OverflowError, pa.ArrowException):
+        pass
+    record: dict[str, Any] = {}
+    for name, column in zip(one.column_names, one.columns, strict=True):
+        try:
+            record[name] = column.to_pylist()[0]
+        except (ValueError, OverflowError, pa.ArrowException):
+            try:
+                record[name] = column.cast(pa.string()).to_pylist()[0]
+            except pa.ArrowException:
+                record[name] = f"<a {column.type} value with no text form>"
+    return record

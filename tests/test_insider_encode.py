@@ -380,3 +380,16 @@ def test_list_texts_of_a_slice_use_only_the_slice_items() -> None:
         assert json_string_lists(piece_s).to_pylist() == json_string_lists(copy_s).to_pylist()
     assert json_string_lists(strings.slice(1, 1)).to_pylist() == ['["q\\"uote"]']
     assert json_number_lists(numbers.slice(4, 1)).to_pylist() == ["[4,5,6]"]
+
+
+def test_array_texts_parsed_once_per_distinct_text_equal_those_parsed_row_by_row() -> None:
+    from arrowbulk.plugins.insider.arrays import parse_array_texts, parse_distinct_array_texts
+
+    kinds = ["['a', 'b']", "[]", "[1, 2.5]", "['x, y'", None, "plain", " [3]", "['ü', \"q\"]"]
+    # Repeated (the distinct path) and mostly distinct (the plain path), sliced as the host does.
+    repeated = pa.array([kinds[i % len(kinds)] for i in range(400)]).slice(3, 390)
+    distinct = pa.array([f"['t{i}', 'u']" if i % 5 else None for i in range(400)])
+    for texts in (repeated, distinct):
+        once, each = parse_distinct_array_texts(texts), parse_array_texts(texts)
+        for field in ("is_array", "strings", "numbers", "errors"):
+            assert getattr(once, field).equals(getattr(each, field)), field

@@ -360,3 +360,34 @@ def test_an_unknown_phone_region_is_a_config_error(run_insider) -> None:
     run = run_insider(pa.table({"uuid": ["u"], "name": ["x"]}), normalize={"phone_region": "XX"})
     assert run.code == 2
     assert "out.normalize.phone_region: 'XX'" in run.err
+
+
+def test_the_patterns_an_in_form_value_is_taken_to_match_are_the_specs_own() -> None:
+    # Validation skips a pattern that normalization's form implies: each implied pattern
+    # must be a schema's own text, and values in form must match it.
+    import re
+
+    from arrowbulk.plugins.insider.normalize import _IMPLIED, _IN_FORM
+
+    schemas = Path(__file__).parent.parent / "schemas" / "insider"
+    texts = "".join(p.read_text() for p in schemas.glob("*.json"))
+    in_form = {
+        Rule.LANGUAGE: ["en", "tr_TR", "zh_Hant", "fil"],
+        Rule.DATETIME: ["2024-01-02T10:11:12Z", "0001-01-01T00:00:00.5Z"],
+        Rule.PHONE: ["+905551112233"],
+        Rule.COUNTRY: ["TR"],
+        Rule.CURRENCY: ["USD"],
+    }
+    for rule, implied in _IMPLIED.items():
+        for pattern in implied:
+            assert json.dumps(pattern) in texts, (rule, pattern)
+        for value in in_form[rule]:
+            assert re.search(_IN_FORM[rule], value), (rule, value)
+            assert all(re.search(pattern, value) for pattern in implied), (rule, value)
+
+
+def test_a_value_left_out_of_form_is_still_matched_against_the_spec(run_insider) -> None:
+    table = pa.table({"uuid": ["u1", "u2", "u3"], "language": ["en_US", "EN", "english please"]})
+    run = run_insider(table, skip_invalid_records=True)
+    assert run.rows == {"read": 3, "accepted": 2, "rejected": 1, "unsent": 0}
+    assert run.summary["rejected_by_reason"] == {"language: pattern": 1}

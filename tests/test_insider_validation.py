@@ -326,3 +326,83 @@ def test_validate_counts_invalid_records_by_reason_and_sends_nothing(
     assert "an email address (name@domain.tld)" in rule  # what the rule means
     assert 'row 1: "bad"; row 2: "worse"' in rule  # examples with their rows
     assert sandbox.requests == []
+
+
+def test_every_time_of_years_1_to_9999_has_a_text_of_insiders_forms() -> None:
+    # The proof by example behind checking typed timestamps without their texts.
+    import json
+    import random
+    from pathlib import Path
+
+    from arrowbulk.plugins.insider.timetext import (
+        RFC3339_FORMS,
+        outside_four_digit_years,
+        rfc3339,
+    )
+
+    schemas = Path(__file__).parent.parent / "schemas" / "insider"
+    birthday = json.loads((schemas / "attributes.json").read_text())["properties"]["birthday"]
+    stamp = json.loads((schemas / "event.json").read_text())["properties"]["timestamp"]
+    assert {birthday["pattern"], stamp["pattern"]} == RFC3339_FORMS
+    pick = random.Random(7)
+    moments = [
+        dt.datetime(1, 1, 1),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+        dt.datetime(2000, 2, 29, 12, 0, 0, 500),
+        *[
+            dt.datetime(1, 1, 1)
+            + dt.timedelta(microseconds=pick.randrange(315_537_897_600 * 10**6))
+            for _ in range(2000)
+        ],
+    ]
+    recent = [m for m in moments if 1678 <= m.year <= 2261]  # what nanoseconds can hold
+    arrays = [
+        pa.array(moments, pa.timestamp(unit, tz))
+        for unit in ("s", "ms", "us")
+        for tz in (None, "+03:00")
+    ]
+    arrays += [pa.array(recent, pa.timestamp("ns")), pa.array([m.date() for m in moments])]
+    arrays.append(pa.array([m.date() for m in moments]).cast(pa.date64()))
+    for times in arrays:
+        texts = rfc3339(times)
+        assert not pa.compute.any(outside_four_digit_years(times)).as_py()
+        for pattern in RFC3339_FORMS:
+            assert pa.compute.all(pa.compute.match_substring_regex(texts, pattern)).as_py(), (
+                times.type,
+                pattern,
+            )
+
+
+def test_times_past_year_9999_break_the_pattern_whether_checked_first_or_while_sending(
+    run_insider, sandbox
+) -> None:
+    # 0000-12-31 has Insider's form (four digits) and is sent; 10000-01-01 has not.
+    ticks = pa.array([0, 253_402_300_800, -62_135_596_801], pa.int64())
+    table = pa.table(
+        {"uuid": ["u0", "u1", "u2"], "birthday": ticks.cast(pa.timestamp("s")), "name": ["x"] * 3}
+    )
+    stopped = run_insider(table)  # defaults: every record checked first, on its times
+    assert stopped.code == 1
+    assert 'row 1, column birthday, rule pattern: "10000-01-01T00:00:00Z" is not' in stopped.err
+    assert sandbox.requests == []
+    skipped = run_insider(table, skip_invalid_records=True)
+    assert skipped.rows == {"read": 3, "accepted": 2, "rejected": 1, "unsent": 0}
+    assert skipped.summary["rejected_by_reason"] == {"birthday: pattern": 1}
+    # Python has no datetime past 9999: the reject line holds Arrow's text of the value.
+    assert skipped.rejects[0]["record"] == {
+        "uuid": "u1",
+        "birthday": "10000-01-01 00:00:00",
+        "name": "x",
+    }
+    sent = [u["attributes"]["birthday"] for u in bodies(sandbox)[0]["users"]]
+    assert sent == ["1970-01-01T00:00:00Z", "0000-12-31T23:59:59Z"]
+
+
+def test_the_check_before_sending_refuses_events_older_than_insider_keeps(
+    run_insider, sandbox
+) -> None:
+    old = NOW - dt.timedelta(days=120)
+    run = run_insider(event_table(["x", "coupon_used"], [NOW, old]), export_mode="USER_EVENTS")
+    assert run.code == 1 and sandbox.requests == []
+    text = old.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert f'row 1, column timestamp, rule retention: a coupon_used event from "{text}"' in run.err

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ from arrowbulk import (
     RejectWriter,
     RunContext,
     check_writable_folder,
+    source_record,
     write_atomically,
 )
 from arrowbulk.plugins.insider.columns import Plan, plan_columns, role_of
@@ -158,6 +159,8 @@ def prepare_batch(
     for name, changes in normalized.changes.items():
         if changes.errors is not None:
             prepared[name] = prepared[name].with_errors(changes.errors, "boolean")
+        if changes.forms:
+            prepared[name] = replace(prepared[name], forms=changes.forms)
     return prepared, normalized.changes
 
 
@@ -184,7 +187,7 @@ def write_reject(
     """One invalid record (``rows``: each batch row's position in the task): its first
     failure in the line's keys, every failure listed."""
     issue = failures[0]
-    record = batch.slice(issue.row, 1).to_pylist()[0]
+    record = source_record(batch, issue.row)
     rejects.write(
         task=task_index,
         row=int(rows[issue.row]),

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.types as pat
 
 from arrowbulk import ConfigError, yes_no
-from arrowbulk.plugins.insider.timetext import rfc3339
+from arrowbulk.plugins.insider.timetext import RFC3339_FORMS, rfc3339
 
 #: Examples of changes kept per column and batch (validate --show-changes shows them).
 EXAMPLES_PER_COLUMN = 5
@@ -89,6 +89,9 @@ class ColumnChanges:
     #: Per row, why a value could not be read (only where the column's type changes: a text
     #: that is no yes/no cannot stay in a boolean column). Null where fine.
     errors: pa.StringArray | None = None
+    #: Patterns every value of the column matches (it was all in form): validation need not
+    #: match them again.
+    forms: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -177,6 +180,16 @@ _IN_FORM = {
     Rule.DATETIME: r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d*[1-9])?Z$",
 }
 
+#: Spec patterns an in-form value matches beyond its own form (each by inspection: the form
+#: is the narrower; ``tests/test_insider_normalize.py`` holds them to the schemas' texts).
+_IMPLIED: dict[Rule, frozenset[str]] = {
+    Rule.LANGUAGE: frozenset({r"^[a-z]{2,3}([_-][A-Za-z]{2,4})?$"}),
+    Rule.DATETIME: RFC3339_FORMS,
+    Rule.PHONE: frozenset(),
+    Rule.COUNTRY: frozenset(),
+    Rule.CURRENCY: frozenset(),
+}
+
 
 def _texts(
     values: pa.StringArray, rule: Rule, convert: Callable[[str], str | None] | None
@@ -188,7 +201,8 @@ def _texts(
     pattern = _IN_FORM[rule]
     out_of_form = pc.fill_null(pc.invert(pc.match_substring_regex(values, pattern)), False)
     if not pc.any(out_of_form).as_py():
-        return values, ColumnChanges()  # the usual case for clean data: one regex pass
+        # The usual case for clean data: one regex pass, which the pattern rule reuses.
+        return values, ColumnChanges(forms=_IMPLIED[rule] | {pattern})
     if rule is Rule.DATETIME:
         fixed = _datetimes_vectorized(values, out_of_form)
         if fixed is not None:

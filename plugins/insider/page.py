@@ -13,7 +13,14 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from arrowbulk import ArrowbulkError, FilterReject, PageOutput, RecordError, TaskReport
+from arrowbulk import (
+    ArrowbulkError,
+    FilterReject,
+    PageOutput,
+    RecordError,
+    TaskReport,
+    source_record,
+)
 from arrowbulk.plugins.insider.batching import Request, RequestBuilder
 from arrowbulk.plugins.insider.delivery import Tally
 from arrowbulk.plugins.insider.fingerprints import TaskChanges
@@ -367,7 +374,7 @@ class InsiderPage(PageOutput):
                 column=issue.column,
                 rule=issue.rule,
                 message=f"{issue.message}; the user was sent without this value",
-                record=batch.slice(issue.row, 1).to_pylist()[0],
+                record=source_record(batch, issue.row),
             )
 
     def _on_server_reject(
@@ -390,6 +397,5 @@ class InsiderPage(PageOutput):
         with self.recent_lock:
             for first_row, batch in self._recent.items():
                 if first_row <= row < first_row + batch.num_rows:
-                    found: dict[str, Any] = batch.slice(row - first_row, 1).to_pylist()[0]
-                    return found
+                    return source_record(batch, row - first_row)
         return None

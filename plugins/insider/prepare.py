@@ -25,6 +25,7 @@ from arrowbulk.plugins.insider.arrays import (
     STRING_LIST,
     WHITESPACE,
     parse_array_texts,
+    parse_distinct_array_texts,
     select,
 )
 from arrowbulk.plugins.insider.columns import ColumnPlan, Kind
@@ -72,6 +73,10 @@ class Prepared:
     errors: pa.StringArray | None = None  # why a value could not be read (a record error)
     error_rule: str = "array"  # the rule named when ``errors`` holds a row's reason
     integral: bool = False  # numbers came from an integer column
+    #: A timestamp column's times (the texts are made of them): rules read them, not texts.
+    times: pa.Array | None = None
+    #: Patterns every string value matches (normalization found them all in form).
+    forms: frozenset[str] = frozenset()
     #: Check-only columns (the record check before sending): ``text`` is then the typed values
     #: (their validity is the presence), and this makes the JSON text, for messages only.
     text_of: Callable[[], pa.StringArray] | None = field(default=None, compare=False)
@@ -145,11 +150,16 @@ def prepare(column: ColumnPlan, values: pa.Array, check_only: bool = False) -> P
     if kind in {Kind.INTEGER, Kind.NUMBER}:
         return _numbers(column.name, values, kind is Kind.INTEGER, check_only)
     if kind is Kind.TIMESTAMP:
-        strings = rfc3339(values)
         if pat.is_string(values.type) or pat.is_large_string(values.type):
+            strings = rfc3339(values)
             return Prepared(column.name, escape_strings(strings), True, strings=strings)
+        if check_only:  # the rules read the times (validate.py): texts for messages only
+            return Prepared(
+                column.name, values, True, times=values, text_of=lambda: rfc3339(values)
+            )
         # Made from timestamps or dates: digits, '-', ':', '.', 'T', 'Z'; nothing to escape.
-        return Prepared(column.name, strings, True, strings=strings)
+        strings = rfc3339(values)
+        return Prepared(column.name, strings, True, strings=strings, times=values)
     return _lists(column.name, values, check_only)
 
 
@@ -183,7 +193,7 @@ def _text_or_array(name: str, strings: pa.Array, check_only: bool = False) -> Pr
         return Prepared(name, escape_strings(strings), True, strings=strings)
     where = np.flatnonzero(maybe)
     if len(where) * 2 > len(strings):  # mostly arrays: parse every row, no gather and scatter
-        parsed = parse_array_texts(strings)
+        parsed = parse_distinct_array_texts(strings)
         is_array = pc.fill_null(parsed.is_array, False)
         string_lists, number_lists = parsed.strings, parsed.numbers
         errors = parsed.errors

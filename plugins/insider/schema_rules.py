@@ -23,7 +23,7 @@ from arrowbulk.plugins.insider.prepare import Prepared
 #: Marks the rows (True) whose value breaks one rule.
 Check = Callable[[Prepared], pa.BooleanArray]
 
-_ANNOTATIONS = {
+ANNOTATIONS = {
     "title",
     "description",
     "fix",  # ours: how to fix a value that breaks the rule, shown in messages
@@ -51,7 +51,7 @@ def compile_schema(schema: Mapping[str, Any]) -> list[Rule]:
     """The rules of one property's schema, or raise :class:`Uncompiled`."""
     rules: list[Rule] = []
     for keyword, value in schema.items():
-        if keyword in _ANNOTATIONS:
+        if keyword in ANNOTATIONS:
             continue
         compiler = _COMPILERS.get(keyword)
         if compiler is None:
@@ -70,12 +70,12 @@ def _any_of(branches: list[Any], schema: Mapping[str, Any]) -> list[Rule]:
     scalars: set[str] = set()
     arrays: set[str] = set()
     for branch in branches:
-        keys = set(branch) - _ANNOTATIONS
+        keys = set(branch) - ANNOTATIONS
         if keys == {"type"} and isinstance(branch["type"], str) and branch["type"] != "array":
             scalars.add(branch["type"])
         elif keys <= {"type", "items"} and branch.get("type") == "array":
             item = branch.get("items", {})
-            if set(item) - _ANNOTATIONS != {"type"} or not isinstance(item["type"], str):
+            if set(item) - ANNOTATIONS != {"type"} or not isinstance(item["type"], str):
                 raise Uncompiled("anyOf")
             arrays.add(item["type"])
         else:
@@ -128,7 +128,14 @@ def _pattern(value: str, schema: Mapping[str, Any]) -> list[Rule]:
         pc.match_substring_regex(pa.array([""]), value)
     except pa.ArrowInvalid:
         raise Uncompiled("pattern") from None  # RE2 cannot run it; Python's re will
-    return _on_strings("pattern", lambda s: pc.invert(pc.match_substring_regex(s, value)))
+    [rule] = _on_strings("pattern", lambda s: pc.invert(pc.match_substring_regex(s, value)))
+
+    def check(p: Prepared) -> pa.BooleanArray:
+        if value in p.forms:  # normalization matched every value to a form that implies it
+            return _none(p)
+        return rule.check(p)
+
+    return [Rule("pattern", check)]
 
 
 def _enum(values: list[Any], schema: Mapping[str, Any]) -> list[Rule]:
@@ -157,7 +164,7 @@ def _const(value: Any, schema: Mapping[str, Any]) -> list[Rule]:
 
 
 def _not(sub: Mapping[str, Any], schema: Mapping[str, Any]) -> list[Rule]:
-    keys = set(sub) - _ANNOTATIONS
+    keys = set(sub) - ANNOTATIONS
     if keys == {"pattern"}:
         pattern = sub["pattern"]
         _pattern(pattern, sub)

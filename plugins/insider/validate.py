@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,12 +22,17 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from arrowbulk.plugins.insider.columns import ColumnPlan, Plan, Role
+from arrowbulk.plugins.insider.columns import ColumnPlan, Kind, Plan, Role
 from arrowbulk.plugins.insider.config import InsiderTask
 from arrowbulk.plugins.insider.operations import Takes
 from arrowbulk.plugins.insider.prepare import Prepared
-from arrowbulk.plugins.insider.schema_rules import Rule, Uncompiled, compile_schema
+from arrowbulk.plugins.insider.schema_rules import ANNOTATIONS, Rule, Uncompiled, compile_schema
 from arrowbulk.plugins.insider.spec import Spec
+from arrowbulk.plugins.insider.timetext import (
+    RFC3339_FORMS,
+    outside_four_digit_years,
+    rfc3339,
+)
 
 _SECONDS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
@@ -287,9 +292,12 @@ class RecordValidator:
 
     def _retention(self, prepared: Mapping[str, Prepared], rows: int, flag: Any) -> None:
         names = prepared["event_name"].strings
-        stamps = prepared["timestamp"].strings
-        seconds = event_epoch_seconds(stamps)
-        if names is None or stamps is None or seconds is None:
+        timestamp = prepared["timestamp"]
+        stamps = timestamp.json  # for messages: made on demand when the times were checked
+        seconds = event_epoch_seconds(
+            timestamp.times if timestamp.times is not None else timestamp.strings
+        )
+        if names is None or seconds is None:
             return
         now = (self.now or dt.datetime.now(dt.UTC)).timestamp()
         unique_names = pc.drop_null(pc.unique(names))
@@ -307,7 +315,7 @@ class RecordValidator:
             "timestamp",
             "retention",
             lambda r: (
-                f'a {names[r].as_py()} event from "{stamps[r].as_py()}" is older than '
+                f"a {names[r].as_py()} event from {stamps[r].as_py()} is older than "
                 f"Insider keeps such events ({limits[names[r].as_py()]} days) and would be dropped silently; "
                 f"if your tenant keeps them longer, set out.event_retention_days: {{{names[r].as_py()}: DAYS}}"
             ),
@@ -321,9 +329,16 @@ def _valid(issues: Sequence[Issue], rows: int) -> pa.BooleanArray:
 
 
 def event_epoch_seconds(timestamps: pa.Array | None) -> pa.DoubleArray | None:
-    """RFC 3339 strings as seconds since the epoch (null where unreadable)."""
+    """Times, or RFC 3339 strings, as seconds since the epoch (null where unreadable)."""
     if timestamps is None:
         return None
+    if pa.types.is_timestamp(timestamps.type) or pa.types.is_date(timestamps.type):
+        if pa.types.is_date(timestamps.type):
+            timestamps = timestamps.cast(pa.date32()).cast(pa.timestamp("s"))
+        timestamps = timestamps.cast(pa.timestamp(timestamps.type.unit))  # UTC, zone dropped
+        seconds = timestamps.cast(pa.int64()).cast(pa.float64())
+        per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[timestamps.type.unit]
+        return pc.divide(seconds, per_second)
     try:
         parsed = timestamps.cast(pa.timestamp("us", "UTC"))
     except pa.ArrowInvalid:
@@ -360,7 +375,38 @@ def _compile(column: ColumnPlan) -> _ColumnValidator:
         rules: Sequence[Rule] | None = compile_schema(column.schema)
     except Uncompiled:
         rules = None
+    if column.kind is Kind.TIMESTAMP and _only_rfc3339_form(column.schema):
+        rules = [Rule("pattern", _outside_rfc3339_form(column.schema["pattern"]))]
     return _ColumnValidator(column, rules, validator)
+
+
+def _only_rfc3339_form(schema: Mapping[str, Any]) -> bool:
+    """The schema asks a string of one of the forms rfc3339 gives every time of years 1-9999."""
+    keys = {key for key in schema if key not in ANNOTATIONS}
+    return (
+        keys == {"type", "pattern"}
+        and schema["type"] == "string"
+        and schema["pattern"] in RFC3339_FORMS
+    )
+
+
+def _outside_rfc3339_form(pattern: str) -> Callable[[Prepared], pa.BooleanArray]:
+    """The pattern rule of a timestamp column: only times outside the years 1-9999 can break
+    it, so only their texts are made and matched (its type rule always holds: a time's text
+    is a string)."""
+
+    def check(values: Prepared) -> pa.BooleanArray:
+        assert values.times is not None, "a timestamp column is prepared with its times"
+        outside = pc.fill_null(outside_four_digit_years(values.times), False)
+        if not pc.any(outside).as_py():
+            return outside
+        texts = rfc3339(pc.filter(values.times, outside))
+        matched = pc.match_substring_regex(texts, pattern).to_numpy(zero_copy_only=False)
+        broken = np.zeros(len(values), dtype=bool)
+        broken[np.flatnonzero(outside.to_numpy(zero_copy_only=False))] = ~matched
+        return pa.array(broken)
+
+    return check
 
 
 def _first_error(validator: jsonschema.Draft202012Validator, json_text: str | None) -> str | None:
