@@ -27,7 +27,7 @@ from arrowbulk.plugins.insider.job import (
     write_reject,
 )
 from arrowbulk.plugins.insider.prepare import Prepared
-from arrowbulk.plugins.insider.steps import Selected, steps
+from arrowbulk.plugins.insider.steps import CHECK_ROWS, Selected, steps
 from arrowbulk.plugins.insider.validate import Issue, Verdict
 
 
@@ -56,7 +56,9 @@ class InsiderRecordCheck(_ByStep):
 
     def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
         if self.store is None:
-            super().add(batch, task_index, first_row)
+            for step in steps(batch, CHECK_ROWS):
+                self._add_step(step, task_index, first_row)
+                first_row += step.num_rows
             return
         # only_changed: each step's hashes, remembered for the send pass too; the changed
         # users of the whole batch are then checked together.

@@ -19,9 +19,15 @@ CHUNK_ROWS = int(os.environ.get("ARROWBULK_INSIDER_CHUNK_ROWS", "16384"))
 CHUNK_BYTES = 256 * 2**20
 
 
-def steps(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
-    """The batch in slices of at most CHUNK_ROWS rows and about CHUNK_BYTES bytes."""
-    rows = CHUNK_ROWS
+#: Rows checked in one step by the record check before sending: it makes no JSON texts, so
+#: a step holds less and can be larger; its per-call costs were a sixth of it at 16384 (2M
+#: users: 0.85 s at 16384 rows a step, 0.70 s at 65536; peak RSS is the send pass's).
+CHECK_ROWS = 65_536
+
+
+def steps(batch: pa.RecordBatch, most_rows: int = CHUNK_ROWS) -> Iterator[pa.RecordBatch]:
+    """The batch in slices of at most ``most_rows`` rows and about CHUNK_BYTES bytes."""
+    rows = most_rows
     if batch.num_rows:
         per_row = batch.nbytes / batch.num_rows
         rows = max(1, min(rows, int(CHUNK_BYTES // max(per_row, 1))))
