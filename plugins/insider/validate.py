@@ -337,8 +337,7 @@ def event_epoch_seconds(timestamps: pa.Array | None) -> pa.DoubleArray | None:
             timestamps = timestamps.cast(pa.date32()).cast(pa.timestamp("s"))
         timestamps = timestamps.cast(pa.timestamp(timestamps.type.unit))  # UTC, zone dropped
         seconds = timestamps.cast(pa.int64()).cast(pa.float64())
-        per_second = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[timestamps.type.unit]
-        return pc.divide(seconds, per_second)
+        return pc.divide(seconds, float(_SECONDS[timestamps.type.unit]))
     try:
         parsed = timestamps.cast(pa.timestamp("us", "UTC"))
     except pa.ArrowInvalid:
