@@ -41,6 +41,10 @@ class CountingInput(InputPlugin):
     #: Batches handed out, all tasks together (whether the host used them or not).
     yielded: ClassVar[list[int]] = []
 
+    def close(self) -> None:
+        with RecordingOutput.lock:
+            RecordingOutput.calls.append(("input-close", -1))
+
     def read(self, task_index: int):
         rows = self.config["rows"]
         for start in range(0, rows, 2):
@@ -147,7 +151,8 @@ def test_a_successful_task_is_opened_fed_finished_committed_and_closed() -> None
     for task in range(3):
         assert calls_of(task) == ["open", "add", "add", "add", "finish", "commit", "close"]
     job_calls = calls_of(-1)
-    assert job_calls == ["transaction", "transaction-done:3", "cleanup:3"]
+    # The input's close() comes once, when the job is over.
+    assert job_calls == ["transaction", "transaction-done:3", "cleanup:3", "input-close"]
     assert summary.config_diff == {"out": {"last": "diff"}}  # Embulk's shape: per section
     assert (summary.rows_read, summary.accepted, summary.unsent) == (15, 15, 0)
 
@@ -159,6 +164,7 @@ def test_an_error_in_add_aborts_and_closes_the_task_and_never_commits() -> None:
     assert calls_of(0) == ["open", "add", "abort", "close"]
     assert "commit" not in calls_of(0)
     assert not any(call.startswith("cleanup") for call in calls_of(-1))
+    assert calls_of(-1)[-1] == "input-close" and calls_of(-1).count("input-close") == 1
 
 
 def test_an_error_in_commit_aborts_the_task() -> None:
