@@ -516,3 +516,37 @@ def test_jsonl_memory_is_bounded_like_parquet(tmp_path, write_pipeline) -> None:
         assert done.returncode == 0, done.stderr
         peaks[fmt] = int(done.stdout.split()[-1])
     assert peaks["jsonl"] <= 2 * peaks["parquet"], peaks
+
+
+def test_a_rejected_records_line_holds_values_python_cannot(tmp_path) -> None:
+    # Without pandas (arrowbulk's own install), pyarrow cannot give nanosecond timestamps as
+    # Python values; no Python datetime holds a year past 9999. A record rejected with such
+    # values must still get its reject line (it crashed the job with an internal error).
+    import subprocess
+    import sys
+
+    script = """
+import importlib.abc, json, sys
+class NoPandas(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError("hidden")
+sys.meta_path.insert(0, NoPandas())
+import pyarrow as pa
+from arrowbulk import source_record
+batch = pa.record_batch({
+    "ns": pa.array([1_700_000_000_123_456_789], pa.timestamp("ns")),
+    "far": pa.array([253_402_300_800], pa.int64()).cast(pa.timestamp("s")),
+    "name": ["Ada"],
+})
+print(json.dumps(source_record(batch, 0)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "ns": "2023-11-14 22:13:20.123456789",
+        "far": "10000-01-01 00:00:00",
+        "name": "Ada",
+    }
