@@ -295,3 +295,41 @@ def test_wide_rows_keep_their_row_numbers_across_steps(
         assert run.code != 0
         assert "row 37" in run.err and "Nothing was sent" in run.err
         assert bodies(sandbox) == []
+
+
+def test_the_sandbox_answers_its_inspection_endpoints_over_http(run_insider, sandbox) -> None:
+    import urllib.error
+    import urllib.request
+
+    events = pa.table(
+        {
+            "uuid": ["u1", "u1", "u2"],
+            "event_name": ["page_view", "login", "page_view"],
+            "timestamp": pa.array([int(time.time()) - 60] * 3, pa.timestamp("s", tz="UTC")),
+        }
+    )
+    assert run_insider(events, export_mode="USER_EVENTS").code == 0
+
+    def get(path: str) -> Any:
+        with urllib.request.urlopen(sandbox.url + path, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    assert [p["identifiers"]["uuid"] for p in get("/_sandbox/profiles")] == ["u1", "u2"]
+    assert sorted((e["identifiers"]["uuid"], e["event_name"]) for e in get("/_sandbox/events")) == [
+        ("u1", "login"),
+        ("u1", "page_view"),
+        ("u2", "page_view"),
+    ]
+    [logged] = get("/_sandbox/requests")
+    assert (logged["method"], logged["path"], logged["status"]) == (
+        "POST",
+        "/api/user/v1/upsert",
+        200,
+    )
+    assert len(logged["body"]["users"]) == 2
+    stats = get("/_sandbox/stats")
+    assert (stats["requests"], stats["by_status"], stats["profiles"]) == (1, {"200": 1}, 2)
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        get("/_sandbox/nothing")
+    assert missing.value.code == 404
+    assert "/_sandbox/requests" in missing.value.read().decode()

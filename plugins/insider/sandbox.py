@@ -309,6 +309,18 @@ ROUTES = {
 }
 
 
+#: What the sandbox answers to GET besides Insider's API (insider-sandbox --help says so too).
+INSPECTION = ("/_sandbox/profiles", "/_sandbox/events", "/_sandbox/requests", "/_sandbox/stats")
+
+
+def _by_status(log: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for entry in log:
+        key = str(entry["status"])
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -324,10 +336,32 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
     def do_GET(self) -> None:
+        state = self.server.state
         if self.path == "/_sandbox/profiles":
-            self._send(200, self.server.state.snapshot())
+            self._send(200, state.snapshot())
+        elif self.path == "/_sandbox/events":
+            events = [
+                {"identifiers": profile["identifiers"], **event}
+                for profile in state.snapshot()
+                for event in profile["events"]
+            ]
+            self._send(200, events)
+        elif self.path == "/_sandbox/requests":
+            with state.lock:
+                log = [dict(entry) for entry in state.log]
+            self._send(200, log)
+        elif self.path == "/_sandbox/stats":
+            with state.lock:
+                stats = {
+                    "requests": len(state.log),
+                    "answered": state.served,
+                    "by_status": _by_status(state.log),
+                    "peak_concurrent": state.peak_concurrent,
+                    "profiles": len(state.profiles),
+                }
+            self._send(200, stats)
         else:
-            self._send(404, {"error": "not found"})
+            self._send(404, {"error": f"not found; GET {', '.join(INSPECTION)}"})
 
     def _handle(self) -> None:
         state = self.server.state

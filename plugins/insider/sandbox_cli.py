@@ -18,8 +18,11 @@ SANDBOX_KEY = "sandbox-api-key"  # not a secret: the sandbox's own demo key
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "serve a local Insider API stand-in on 127.0.0.1 (with --run: run a job against it and "
-        "stop). Besides Insider's endpoints it answers GET /_sandbox/profiles with every "
-        "profile it holds (identifiers, attributes, events) as JSON"
+        "stop). Besides Insider's endpoints it answers, as JSON: GET /_sandbox/profiles "
+        "(every profile it holds: identifiers, attributes, events), /_sandbox/events (every "
+        "event with its user's identifiers), /_sandbox/requests (the request log: method, "
+        "path, bytes, time, status, body) and /_sandbox/stats (requests by status, peak "
+        "concurrent requests, profiles)"
     )
     parser.add_argument(
         "--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)"
