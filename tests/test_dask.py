@@ -395,8 +395,10 @@ def test_resume_after_the_client_and_its_workers_are_killed(tmp_path, sandbox, c
     state = tmp_path / "state.json"
     client = start_run(path, "--resume", state)
     try:
+        # Killed once the state records settled rows (the client writes it every 0.25 s:
+        # a request count alone raced it on a loaded machine).
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(sandbox.requests) < 6:
+        while time.monotonic() < deadline and not _settled_in(state):
             time.sleep(0.02)
         workers = processes_of(client.pid)
         for pid in [client.pid, *workers]:  # the client's machine goes down, workers too
@@ -417,6 +419,14 @@ def test_resume_after_the_client_and_its_workers_are_killed(tmp_path, sandbox, c
     # This run's rows and the earlier run's settled rows make up the input, nothing counted twice.
     assert summary["rows"]["read"] + resume["skipped_rows"] == 2000, (summary["rows"], resume)
     assert summary["rows"]["unsent"] == 0
+
+
+def _settled_in(state: Path) -> bool:
+    try:
+        tasks = json.loads(state.read_text())["tasks"]
+    except (OSError, ValueError, KeyError):
+        return False  # not written yet
+    return any(task["settled"] for task in tasks.values())
 
 
 def processes_of(parent: int) -> list[int]:

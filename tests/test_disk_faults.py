@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.feather as feather
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from helpers import API_KEY, PARTNER, bodies
@@ -197,3 +198,40 @@ def test_summary_json_into_a_missing_folder_is_created(tmp_path: Path) -> None:
         _, err = job.communicate(timeout=60)
     assert job.returncode == 0, err
     assert json.loads((tmp_path / "new/folder/s.json").read_text())["status"] == "success"
+
+
+def test_a_query_spooled_for_a_resume_on_a_full_disk_stops_before_sending(
+    tmp_path: Path, disk: Path, cli
+) -> None:
+    # --resume keeps the query's spool beside the state (here on a 1 MiB tmpfs): a result
+    # that does not fit stops the job with the folder and the fix, before any request. The
+    # same job without --resume holds so small a spool in memory and needs no disk.
+    import random
+
+    pick = random.Random(5)
+    rows = 30_000  # ~2 MB of random text: more than the tmpfs holds, even compressed
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+    noise = ["".join(pick.choices(letters, k=64)) for _ in range(rows)]
+    table = pa.table({"uuid": [f"u{i}" for i in range(rows)], "name": noise})
+    pq.write_table(table, tmp_path / "users.parquet")
+    with InsiderSandbox(partner=PARTNER, api_key=API_KEY) as sandbox:
+        config = {
+            "in": {"type": "sql", "query": "SELECT * FROM 'users.parquet'"},
+            "exec": {"spool_dir": str(disk)},
+            "out": {
+                "type": "insider",
+                "api_key": API_KEY,
+                "partner_name": PARTNER,
+                "endpoint": sandbox.url,
+            },
+        }
+        job = tmp_path / "job.yml"
+        job.write_text(yaml.safe_dump(config))
+        result = cli("run", job, "--no-progress", "--resume", disk / "state.json")
+        assert result.code == 1, result.err
+        assert f"cannot write the input's spool in {disk / 'state.json.spool'}" in result.err
+        assert "free space there or set exec.spool_dir" in result.err
+        assert sandbox.requests == []
+        result = cli("run", job, "--no-progress")
+        assert result.code == 0, result.err
+        assert accepted_by_sandbox(sandbox) == rows

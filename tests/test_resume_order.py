@@ -215,3 +215,35 @@ def test_a_query_is_spooled_in_parts_that_threads_share_and_resume(
     assert summary["tasks"] == 3
     assert set(counts) == {f"u{i:05d}" for i in range(2000)}
     assert sum(counts.values()) - 2000 <= summary["details"]["resume"]["resent_at_most"]
+
+
+@pytest.mark.parametrize(
+    ("memory_bytes", "files"),
+    [(0, 3), (2**30, 0), (1, 3), (15_000, 3)],
+    ids=["on disk", "in memory", "spilled at once", "spilled midway"],
+)
+def test_a_spool_holds_the_same_parts_in_memory_or_on_disk(
+    tmp_path: Path, monkeypatch, memory_bytes: int, files: int
+) -> None:
+    from arrowbulk import spool as spool_module
+    from arrowbulk.cancel import Cancellation
+    from arrowbulk.plugins.sql.input import SqlInput
+    from arrowbulk.spi import RunContext
+
+    monkeypatch.setattr(spool_module, "SPOOL_PART_ROWS", 700)
+    pq.write_table(
+        pa.table({"n": list(range(2000)), "s": [f"v{i}" for i in range(2000)]}),
+        tmp_path / "t.parquet",
+    )
+    source = SqlInput(
+        {"type": "sql", "query": "SELECT * FROM 't.parquet' ORDER BY n", "batch_size": 300},
+        RunContext("r", tmp_path),
+    )
+    spool = spool_module.Spool(tmp_path / "spool", memory_bytes)
+    rows = spool.fill(source, Cancellation())
+    assert rows == [700, 700, 600]
+    assert len(list((tmp_path / "spool").glob("*.arrows"))) == files
+    parts = [pa.Table.from_batches(list(spool.read(i)), source.schema()) for i in range(3)]
+    assert pa.concat_tables(parts).column("n").to_pylist() == list(range(2000))
+    spool.remove()
+    assert not (tmp_path / "spool").exists()
