@@ -5,9 +5,10 @@ rows in another order each time it runs, so neither the record check before send
 ``--resume`` that skips rows by position may run it again. The host therefore writes such an
 input (``replayable = False``) once to Arrow IPC files compressed with zstd, in parts of
 SPOOL_PART_ROWS rows that become the job's tasks (so a query's single stream is encoded by every
-thread), and the record check, the send and every resume read those files. With ``--resume STATE`` the spool
-lives beside the state (``STATE.spool/``) until the job completes; otherwise in a temporary
-folder removed when the run ends.
+thread), and the record check, the send and every resume read those files. With ``--resume
+STATE`` the spool lives beside the state (``STATE.spool/``) until the job completes; otherwise
+its parts stay in memory up to SPOOL_MEMORY_BYTES (on this machine's threads), the rest in a
+temporary folder removed when the run ends.
 """
 
 from __future__ import annotations
