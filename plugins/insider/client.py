@@ -208,14 +208,17 @@ class InsiderClient:
         check: AnswerCheck | None = None,
         on_retry: Callable[[], None] | None = None,
         on_attempt: Callable[[float, bool], None] | None = None,
+        paced: bool = False,
     ) -> Answer:
         """Send one body, retrying what may succeed later; raise AuthError / EndpointError /
         JobError to stop. ``check`` vets a 200; ``on_retry`` counts each retry;
-        ``on_attempt(seconds, overloaded)`` hears how each attempt went (the adaptive window)."""
+        ``on_attempt(seconds, overloaded)`` hears how each attempt went (the adaptive window);
+        ``paced``: the caller took the first attempt's rate-limit token already."""
         attempt = 0
         while True:
             attempt += 1
-            self.limiter.acquire(self.stop)
+            if attempt > 1 or not paced:
+                self.limiter.acquire(self.stop)
             if self.stop.is_set():
                 raise JobError("the job is stopping; request not sent")
             retry_after: float | None = None

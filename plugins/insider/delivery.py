@@ -102,7 +102,11 @@ class Delivery:
 
         ``on_start`` runs once a slot is free, just before the request goes out (to record it
         as possibly delivered, for the resume's bound on duplicates)."""
-        # Wait for a free slot, but not past a stop: a stopping job starts nothing new.
+        # The rate limit's token first, in the task's thread: a request waiting for its turn
+        # holds no slot of the window, and the task builds no further request meanwhile (with
+        # slots taken first, a full window of bodies, up to 64 MB, waited in memory).
+        self.client.limiter.acquire(self.stop)
+        # Then a free slot, but not past a stop: a stopping job starts nothing new.
         size = len(request.body)
         while not self.window.acquire(size, timeout=0.05):
             if self.stop.is_set():
@@ -115,7 +119,9 @@ class Delivery:
         try:
             if on_start is not None:
                 on_start()
-            return self._pool.submit(self._deliver_in_slot, request, builder, tally, on_reject)
+            return self._pool.submit(
+                self._deliver_in_slot, request, builder, tally, on_reject, True
+            )
         except BaseException:
             self.window.release(size)
             raise
@@ -137,11 +143,16 @@ class Delivery:
         self.client.close()
 
     def _deliver_in_slot(
-        self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject
+        self,
+        request: Request,
+        builder: RequestBuilder,
+        tally: Tally,
+        on_reject: OnReject,
+        paced: bool = False,
     ) -> bool:
         """Deliver; return whether every record of the request is settled (accepted or rejected)."""
         try:
-            self._deliver(request, builder, tally, on_reject)
+            self._deliver(request, builder, tally, on_reject, paced)
             self.reporter.acknowledge(request.record_count)
             return True
         except ArrowbulkError as error:
@@ -154,7 +165,12 @@ class Delivery:
         return False
 
     def _deliver(
-        self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject
+        self,
+        request: Request,
+        builder: RequestBuilder,
+        tally: Tally,
+        on_reject: OnReject,
+        paced: bool = False,
     ) -> None:
         def count_retry() -> None:
             with tally.lock:
@@ -165,6 +181,7 @@ class Delivery:
             check=lambda answer: answer_problem(answer.data, request.user_count),
             on_retry=count_retry,
             on_attempt=self.window.observe,
+            paced=paced,
         )
         with tally.lock:
             tally.requests += 1
