@@ -119,9 +119,7 @@ class Delivery:
         try:
             if on_start is not None:
                 on_start()
-            return self._pool.submit(
-                self._deliver_in_slot, request, builder, tally, on_reject, True
-            )
+            return self._pool.submit(self._deliver_in_slot, request, builder, tally, on_reject)
         except BaseException:
             self.window.release(size)
             raise
@@ -143,16 +141,12 @@ class Delivery:
         self.client.close()
 
     def _deliver_in_slot(
-        self,
-        request: Request,
-        builder: RequestBuilder,
-        tally: Tally,
-        on_reject: OnReject,
-        paced: bool = False,
+        self, request: Request, builder: RequestBuilder, tally: Tally, on_reject: OnReject
     ) -> bool:
-        """Deliver; return whether every record of the request is settled (accepted or rejected)."""
+        """Deliver (its token taken in ``submit``); return whether every record of the
+        request is settled (accepted or rejected)."""
         try:
-            self._deliver(request, builder, tally, on_reject, paced)
+            self._deliver(request, builder, tally, on_reject, paced=True)
             self.reporter.acknowledge(request.record_count)
             return True
         except ArrowbulkError as error:
