@@ -108,16 +108,17 @@ class SqlInput(InputPlugin):
                 types = relation.limit(0).to_arrow_table().schema.types
                 # The names as the result streams them: a LIMIT around the query would
                 # rename duplicates (a, a -> a, a_1), hiding them from the host's check.
-                self._schema = pa.schema(
+                schema = pa.schema(
                     [pa.field(n, t) for n, t in zip(relation.columns, types, strict=True)]
                 )
             if self.split is not None:
                 self._check_per_row()
-            if self.partition is not None and self.partition["column"] not in self._schema.names:
+            if self.partition is not None and self.partition["column"] not in schema.names:
                 raise ConfigError(
                     f"in.partition_by.column: {self.partition['column']!r} is not a column of "
-                    f"the query's result ({', '.join(self._schema.names)}); name one of them"
+                    f"the query's result ({', '.join(schema.names)}); name one of them"
                 )
+            self._schema = schema  # kept once the checks passed: a refusal is said each time
         return self._schema
 
     def _check_per_row(self) -> None:
