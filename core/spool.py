@@ -57,6 +57,7 @@ class Spool:
     def __init__(self, folder: Path, memory_bytes: int = 0) -> None:
         self.folder = folder
         self.memory_bytes = memory_bytes
+        self._in_memory = memory_bytes > 0  # until the result outgrows memory_bytes
         self._held: dict[int, list[pa.RecordBatch]] = {}  # part -> its batches, until spilled
         self._held_bytes = 0
         self._writer: ipc.RecordBatchStreamWriter | None = None
@@ -107,7 +108,7 @@ class Spool:
         return rows
 
     def _open_part(self, part: int, schema: pa.Schema) -> None:
-        if self.memory_bytes and (self._held or part == 0):
+        if self._in_memory:
             self._held[part] = []
         else:
             self._writer = ipc.new_stream(self.file(part), schema, options=_OPTIONS)
@@ -137,6 +138,7 @@ class Spool:
                 writer.close()
         self._held.clear()
         self._held_bytes = 0
+        self._in_memory = False
 
     def _close_part(self) -> None:
         if self._writer is not None:

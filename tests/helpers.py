@@ -44,8 +44,16 @@ PARTNER = "acme"
 API_KEY = "test-key-7f3a9c2e51"
 
 
-def write_insider_job(folder: Path, url: str, data: str, **out: Any) -> Path:
-    """A job reading ``data`` (beside it) into the sandbox at ``url``; returns the YAML's path."""
+def write_insider_job(
+    folder: Path,
+    url: str,
+    data: str,
+    source: dict[str, Any] | None = None,
+    exec_config: dict[str, Any] | None = None,
+    **out: Any,
+) -> Path:
+    """A job reading ``data`` (beside it; or the input ``source``) into the sandbox at
+    ``url``; returns the YAML's path."""
     config = {
         "type": "insider",
         "api_key": API_KEY,
@@ -53,10 +61,11 @@ def write_insider_job(folder: Path, url: str, data: str, **out: Any) -> Path:
         "endpoint": url,
         **out,
     }
+    pipeline = {"in": source or {"type": "file", "path": data}, "out": config}
+    if exec_config:
+        pipeline["exec"] = exec_config
     job = folder / "job.yml"
-    job.write_text(
-        yaml.safe_dump({"in": {"type": "file", "path": data}, "out": config}), encoding="utf-8"
-    )
+    job.write_text(yaml.safe_dump(pipeline), encoding="utf-8")
     return job
 
 

@@ -19,7 +19,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers import API_KEY, PARTNER, bodies
+from helpers import API_KEY, PARTNER, bodies, write_insider_job
 
 from arrowbulk.plugins.insider.sandbox import InsiderSandbox
 
@@ -215,18 +215,13 @@ def test_a_query_spooled_for_a_resume_on_a_full_disk_stops_before_sending(
     table = pa.table({"uuid": [f"u{i}" for i in range(rows)], "name": noise})
     pq.write_table(table, tmp_path / "users.parquet")
     with InsiderSandbox(partner=PARTNER, api_key=API_KEY) as sandbox:
-        config = {
-            "in": {"type": "sql", "query": "SELECT * FROM 'users.parquet'"},
-            "exec": {"spool_dir": str(disk)},
-            "out": {
-                "type": "insider",
-                "api_key": API_KEY,
-                "partner_name": PARTNER,
-                "endpoint": sandbox.url,
-            },
-        }
-        job = tmp_path / "job.yml"
-        job.write_text(yaml.safe_dump(config))
+        job = write_insider_job(
+            tmp_path,
+            sandbox.url,
+            "users.parquet",
+            source={"type": "sql", "query": "SELECT * FROM 'users.parquet'"},
+            exec_config={"spool_dir": str(disk)},
+        )
         result = cli("run", job, "--no-progress", "--resume", disk / "state.json")
         assert result.code == 1, result.err
         assert f"cannot write the input's spool in {disk / 'state.json.spool'}" in result.err

@@ -383,12 +383,19 @@ def test_list_texts_of_a_slice_use_only_the_slice_items() -> None:
 
 
 def test_array_texts_parsed_once_per_distinct_text_equal_those_parsed_row_by_row() -> None:
-    from arrowbulk.plugins.insider.arrays import parse_array_texts, parse_distinct_array_texts
+    from arrowbulk.plugins.insider.arrays import (
+        SAMPLE,
+        parse_array_texts,
+        parse_distinct_array_texts,
+    )
+    from arrowbulk.plugins.insider.arrays import repeated as encoded_if_repeated
 
     kinds = ["['a', 'b']", "[]", "[1, 2.5]", "['x, y'", None, "plain", " [3]", "['ü', \"q\"]"]
     # Repeated (the distinct path) and mostly distinct (the plain path), sliced as the host does.
-    repeated = pa.array([kinds[i % len(kinds)] for i in range(400)]).slice(3, 390)
-    distinct = pa.array([f"['t{i}', 'u']" if i % 5 else None for i in range(400)])
+    rows = 3 * SAMPLE
+    repeated = pa.array([kinds[i % len(kinds)] for i in range(rows)]).slice(3, rows - 10)
+    distinct = pa.array([f"['t{i}', 'u']" if i % 5 else None for i in range(rows)])
+    assert encoded_if_repeated(repeated) is not None and encoded_if_repeated(distinct) is None
     for texts in (repeated, distinct):
         once, each = parse_distinct_array_texts(texts), parse_array_texts(texts)
         for field in ("is_array", "strings", "numbers", "errors"):

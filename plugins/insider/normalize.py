@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.types as pat
 
 from arrowbulk import ConfigError, yes_no
+from arrowbulk.plugins.insider.arrays import repeated
 from arrowbulk.plugins.insider.timetext import RFC3339_FORMS, rfc3339
 
 #: Examples of changes kept per column and batch (validate --show-changes shows them).
@@ -190,17 +191,14 @@ _IMPLIED: dict[Rule, frozenset[str]] = {
     Rule.CURRENCY: frozenset(),
 }
 
-#: Values sampled to decide whether a column repeats a few values (codes do, phones do not).
-_SAMPLE = 1024
-
 
 def _matches(values: pa.StringArray, pattern: str) -> pa.BooleanArray:
-    """``match_substring_regex``; a column that repeats a few values (country, language and
-    currency codes) matched once per distinct value (2M rows: 0.06 s -> 0.02 s)."""
-    if len(values) > _SAMPLE and len(pc.unique(values.slice(0, _SAMPLE))) <= _SAMPLE // 16:
-        encoded = pc.dictionary_encode(values)
-        return pc.take(pc.match_substring_regex(encoded.dictionary, pattern), encoded.indices)
-    return pc.match_substring_regex(values, pattern)
+    """``match_substring_regex``; once per distinct value when they repeat (country,
+    language and currency codes; 2M rows: 0.06 s -> 0.02 s)."""
+    encoded = repeated(values)
+    if encoded is None:
+        return pc.match_substring_regex(values, pattern)
+    return pc.take(pc.match_substring_regex(encoded.dictionary, pattern), encoded.indices)
 
 
 def _texts(

@@ -27,16 +27,17 @@ from arrowbulk.plugins.insider.job import (
     write_reject,
 )
 from arrowbulk.plugins.insider.prepare import Prepared
-from arrowbulk.plugins.insider.steps import CHECK_ROWS, Selected, steps
+from arrowbulk.plugins.insider.steps import CHECK_ROWS, CHUNK_ROWS, Selected, steps
 from arrowbulk.plugins.insider.validate import Issue, Verdict
 
 
 class _ByStep(RecordCheck):
-    """A check that takes batches in the steps the pages encode them in (the send pass finds
-    this check's hashes by the same task, first row and row count)."""
+    """A check that takes batches in steps of ``step_rows`` (by default the pages' steps)."""
+
+    step_rows = CHUNK_ROWS
 
     def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
-        for step in steps(batch):
+        for step in steps(batch, self.step_rows):
             self._add_step(step, task_index, first_row)
             first_row += step.num_rows
 
@@ -54,11 +55,12 @@ class InsiderRecordCheck(_ByStep):
         # only_changed: users Insider holds as they are were valid when sent; not checked again.
         self.store = self.job.store if self.job is not None else None
 
+    #: It makes no JSON texts: larger steps than the pages' (see steps.CHECK_ROWS).
+    step_rows = CHECK_ROWS
+
     def add(self, batch: pa.RecordBatch, task_index: int, first_row: int) -> None:
         if self.store is None:
-            for step in steps(batch, CHECK_ROWS):
-                self._add_step(step, task_index, first_row)
-                first_row += step.num_rows
+            super().add(batch, task_index, first_row)
             return
         # only_changed: each step's hashes, remembered for the send pass too; the changed
         # users of the whole batch are then checked together.

@@ -7,6 +7,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
+#: Ticks of each Arrow time unit in a second.
+PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
 
 def rfc3339(values: pa.Array) -> pa.StringArray:
     """Timestamps and dates as RFC 3339 in UTC; a naive timestamp is taken as UTC."""
@@ -18,7 +21,7 @@ def rfc3339(values: pa.Array) -> pa.StringArray:
     # Arrow stores zoned timestamps as UTC; dropping the zone keeps the UTC wall time.
     ticks = values.cast(pa.int64())
     if unit != "s":
-        per_second = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[unit]
+        per_second = PER_SECOND[unit]
         whole = ticks.to_numpy(zero_copy_only=False)
         if not (np.nan_to_num(whole) % per_second).any():  # whole seconds: no fraction to trim
             ticks, unit = pc.divide(ticks, per_second), "s"
@@ -42,7 +45,6 @@ RFC3339_FORMS = frozenset(
     }
 )
 
-_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000}
 # 0001-01-01 and 10000-01-01 (UTC) in seconds since the epoch (as arrowbulk.jsonable's).
 FIRST_SECOND, END_SECOND = -62_135_596_800, 253_402_300_800
 
@@ -57,6 +59,6 @@ def outside_four_digit_years(values: pa.Array) -> pa.BooleanArray:
     ticks = values.cast(pa.int64())  # Arrow keeps zoned timestamps in UTC
     if unit == "ns":  # nanoseconds since 1970 in 64 bits span the years 1677 to 2262 only
         return pc.not_equal(ticks, ticks)  # all false, null where null
-    per_second = _PER_SECOND[unit]
+    per_second = PER_SECOND[unit]
     low, high = FIRST_SECOND * per_second, END_SECOND * per_second
     return pc.or_(pc.less(ticks, low), pc.greater_equal(ticks, high))

@@ -29,12 +29,11 @@ from arrowbulk.plugins.insider.prepare import Prepared
 from arrowbulk.plugins.insider.schema_rules import ANNOTATIONS, Rule, Uncompiled, compile_schema
 from arrowbulk.plugins.insider.spec import Spec
 from arrowbulk.plugins.insider.timetext import (
+    PER_SECOND,
     RFC3339_FORMS,
     outside_four_digit_years,
     rfc3339,
 )
-
-_SECONDS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 @dataclass(frozen=True)
@@ -293,7 +292,6 @@ class RecordValidator:
     def _retention(self, prepared: Mapping[str, Prepared], rows: int, flag: Any) -> None:
         names = prepared["event_name"].strings
         timestamp = prepared["timestamp"]
-        stamps = timestamp.json  # for messages: made on demand when the times were checked
         seconds = event_epoch_seconds(
             timestamp.times if timestamp.times is not None else timestamp.strings
         )
@@ -315,7 +313,8 @@ class RecordValidator:
             "timestamp",
             "retention",
             lambda r: (
-                f"a {names[r].as_py()} event from {stamps[r].as_py()} is older than "
+                # The texts only for a message (checked on times, there are none yet).
+                f"a {names[r].as_py()} event from {timestamp.json[r].as_py()} is older than "
                 f"Insider keeps such events ({limits[names[r].as_py()]} days) and would be dropped silently; "
                 f"if your tenant keeps them longer, set out.event_retention_days: {{{names[r].as_py()}: DAYS}}"
             ),
@@ -337,7 +336,7 @@ def event_epoch_seconds(timestamps: pa.Array | None) -> pa.DoubleArray | None:
             timestamps = timestamps.cast(pa.date32()).cast(pa.timestamp("s"))
         timestamps = timestamps.cast(pa.timestamp(timestamps.type.unit))  # UTC, zone dropped
         seconds = timestamps.cast(pa.int64()).cast(pa.float64())
-        return pc.divide(seconds, float(_SECONDS[timestamps.type.unit]))
+        return pc.divide(seconds, float(PER_SECOND[timestamps.type.unit]))
     try:
         parsed = timestamps.cast(pa.timestamp("us", "UTC"))
     except pa.ArrowInvalid:
